@@ -1,0 +1,100 @@
+# fama-ryu build / CI entry points.  See `make help`.
+#
+# The venv is built with CPython 3.11 explicitly (ryu 4.34 is untested on 3.12+).
+# ryu 4.34 only builds with setuptools<67 in its *build* environment, so it is
+# installed in its own step with `--build-constraint constraints-build.txt`
+# (needs pip >= 25.3, hence the pinned pip) and `--no-cache-dir`, so that a
+# wheel left in ~/.cache/pip cannot hide a broken build step.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Prefer pyenv's 3.11 (the project's reference interpreter), else python3.11 on PATH.
+PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.11.*/bin/python3.11) \
+                      $(shell command -v python3.11 2>/dev/null))
+VENV        := .venv
+VPY         := $(VENV)/bin/python
+PIP_VERSION := 26.3
+RYU_VERSION := 4.34
+STAMP       := $(VENV)/.fama-venv-stamp
+VENV_INPUTS := requirements.txt requirements-test.txt constraints-build.txt pyproject.toml
+
+SYSTEM_PKGS := openvswitch-switch mininet tshark iproute2 tcpdump iputils-ping ethtool
+
+PYTEST_ARGS ?=
+
+.PHONY: help venv system-deps test lint demo bench clean
+
+help:
+	@echo "make venv         create/refresh $(VENV) (Python 3.11, ryu $(RYU_VERSION), test tools, fama-ryu -e)"
+	@echo "make system-deps  apt-get install missing: $(SYSTEM_PKGS)"
+	@echo "make test         run pytest (PYTEST_ARGS='...' to pass options)"
+	@echo "make lint         ruff check + mypy"
+	@echo "make demo         write build/demo.pcap and build/keys, decode with tshark if present"
+	@echo "make bench        run benchmarks/bench_core.py"
+	@echo "make clean        remove $(VENV) and build/"
+
+venv: $(STAMP)
+
+$(STAMP): $(VENV_INPUTS)
+	@if [ -z "$(PYTHON)" ] || ! "$(PYTHON)" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then \
+	  echo "venv: need CPython 3.11 (got PYTHON='$(PYTHON)'); install it or pass PYTHON=/path/to/python3.11" >&2; \
+	  exit 1; \
+	fi
+	@if [ ! -x $(VPY) ] || ! $(VPY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null; then \
+	  echo "venv: creating $(VENV) with $(PYTHON)"; \
+	  rm -rf $(VENV); \
+	  "$(PYTHON)" -m venv $(VENV); \
+	fi
+	$(VPY) -m pip install --quiet --upgrade "pip==$(PIP_VERSION)"
+	$(VPY) -m pip install --no-cache-dir --build-constraint constraints-build.txt \
+	  -c requirements.txt "ryu==$(RYU_VERSION)"
+	$(VPY) -m pip install -r requirements-test.txt
+	$(VPY) -m pip install -e .
+	@touch $@
+	@echo "venv: ready ($(VENV))"
+
+# Debian packages for labs, integration tests and pcap decoding.  Installs only
+# what dpkg-query reports missing; runs `apt-get update` once, only then.
+system-deps:
+	@missing=""; \
+	for p in $(SYSTEM_PKGS); do \
+	  if ! dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q ' ok installed$$'; then \
+	    missing="$$missing $$p"; \
+	  fi; \
+	done; \
+	if [ -z "$$missing" ]; then echo "system-deps: all present ($(SYSTEM_PKGS))"; exit 0; fi; \
+	if [ "$$(id -u)" -ne 0 ]; then \
+	  echo "system-deps: missing Debian packages:$$missing" >&2; \
+	  echo "system-deps: not root; run 'sudo make system-deps' (or apt-get install$$missing)" >&2; \
+	  exit 1; \
+	fi; \
+	echo "system-deps: installing:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections; \
+	apt-get update; \
+	apt-get install -y --no-install-recommends $$missing
+
+# pytest exit status 5 ("no tests collected") fails this target on purpose.
+test: venv system-deps
+	$(VPY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+demo: venv system-deps
+	@mkdir -p build
+	$(VENV)/bin/fama demo --pcap build/demo.pcap --keys-out build/keys
+	@if command -v tshark >/dev/null 2>&1; then \
+	  tshark -r build/demo.pcap -V -Y mip6; \
+	else \
+	  echo "demo: tshark not found, skipping decode of build/demo.pcap"; \
+	fi
+
+bench: venv
+	$(VPY) benchmarks/bench_core.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

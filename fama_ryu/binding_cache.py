@@ -1,0 +1,208 @@
+"""Per-DAR binding cache: who is bound where, until when, with which keys.
+
+A DAR is the home agent of every address configured from its prefixes
+(P1).  This module holds its bindings (HoA -> CoA) and the tombstones left
+by deregistration and expiry, which remember the last accepted sequence
+number so a replayed old Binding Update is answered 135 rather than
+accepted again.  Pure data: the clock is passed in, and changes are
+described as :class:`BindingChange` values so the caller can persist them
+before they take effect.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+SEQUENCE_MODULUS = 1 << 16
+DEFAULT_TOMBSTONE_TTL_S = 24 * 3600.0
+
+
+def sequence_is_newer(candidate: int, last: int) -> bool:
+    """RFC 6275 §9.5.1 comparison modulo 2^16 (P5).
+
+    ``candidate`` is newer when it lies in the half of the number space
+    that follows ``last``; equal numbers are not newer.
+    """
+    return 0 < (candidate - last) % SEQUENCE_MODULUS < SEQUENCE_MODULUS // 2
+
+
+@dataclass(frozen=True)
+class Binding:
+    """One accepted home registration (RFC 6275 §10.1 Binding Cache entry).
+
+    ``key_hash`` identifies the CGA public key that proved ownership of the
+    HoA; ``phkt`` is the Permanent Home Keygen Token the HDAR issued
+    (P12), secret material that never leaves the controller.
+    """
+
+    hoa: bytes
+    coa: bytes
+    sequence: int
+    lifetime_s: int
+    registered_at: float
+    expires_at: float
+    key_hash: bytes
+    phkt: bytes
+
+    def __repr__(self) -> str:  # keep the PHKT out of logs and tracebacks
+        return (
+            f"Binding(hoa={self.hoa.hex()}, coa={self.coa.hex()}, sequence={self.sequence}, "
+            f"expires_at={self.expires_at})"
+        )
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """What is left of a binding after deregistration or expiry."""
+
+    hoa: bytes
+    sequence: int
+    key_hash: bytes
+    removed_at: float
+    forget_at: float
+
+
+class ChangeKind(enum.Enum):
+    ADD = "add"
+    UPDATE = "update"
+    DELETE = "delete"
+
+
+class RemovalCause(enum.Enum):
+    DEREGISTERED = "deregistered"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class BindingChange:
+    """A change to apply to the cache, the store and the switch, in that order.
+
+    ``previous`` is the binding being replaced or removed (its CoA tells the
+    data plane which tunnel rules to take down); ``binding`` the new one.
+    """
+
+    kind: ChangeKind
+    hoa: bytes
+    binding: Binding | None = None
+    previous: Binding | None = None
+    tombstone: Tombstone | None = None
+    cause: RemovalCause | None = None
+
+
+class BindingCache:
+    """Bindings and tombstones of one DAR, keyed by home address."""
+
+    def __init__(self, tombstone_ttl_s: float = DEFAULT_TOMBSTONE_TTL_S) -> None:
+        self.tombstone_ttl_s = tombstone_ttl_s
+        self._bindings: dict[bytes, Binding] = {}
+        self._tombstones: dict[bytes, Tombstone] = {}
+        self._coa_to_hoas: dict[bytes, set[bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._bindings)
+
+    def __iter__(self) -> Iterator[Binding]:
+        return iter(list(self._bindings.values()))
+
+    def get(self, hoa: bytes) -> Binding | None:
+        return self._bindings.get(hoa)
+
+    def tombstone(self, hoa: bytes, now: float) -> Tombstone | None:
+        stone = self._tombstones.get(hoa)
+        if stone is not None and stone.forget_at <= now:
+            del self._tombstones[hoa]
+            return None
+        return stone
+
+    def tombstones(self) -> list[Tombstone]:
+        return list(self._tombstones.values())
+
+    def last_sequence(self, hoa: bytes, now: float) -> int | None:
+        """The last accepted sequence number, from a binding or a tombstone."""
+        binding = self._bindings.get(hoa)
+        if binding is not None:
+            return binding.sequence
+        stone = self.tombstone(hoa, now)
+        return stone.sequence if stone is not None else None
+
+    def is_bound_home_address(self, address: bytes) -> bool:
+        return address in self._bindings
+
+    def hoas_for_coa(self, coa: bytes) -> frozenset[bytes]:
+        return frozenset(self._coa_to_hoas.get(coa, ()))
+
+    def removal(
+        self, hoa: bytes, now: float, cause: RemovalCause, sequence: int | None = None
+    ) -> BindingChange:
+        """Describe removing ``hoa``'s binding and leaving a tombstone.
+
+        ``sequence`` is the number of the deregistering BU, when there is
+        one: the tombstone must remember it, not the binding's older one.
+        """
+        binding = self._bindings[hoa]
+        stone = Tombstone(
+            hoa=hoa,
+            sequence=binding.sequence if sequence is None else sequence,
+            key_hash=binding.key_hash,
+            removed_at=now,
+            forget_at=now + self.tombstone_ttl_s,
+        )
+        return BindingChange(
+            ChangeKind.DELETE, hoa, previous=binding, tombstone=stone, cause=cause
+        )
+
+    def registration(self, binding: Binding) -> BindingChange:
+        """Describe adding or updating ``binding``."""
+        previous = self._bindings.get(binding.hoa)
+        kind = ChangeKind.ADD if previous is None else ChangeKind.UPDATE
+        return BindingChange(kind, binding.hoa, binding=binding, previous=previous)
+
+    def apply(self, change: BindingChange) -> None:
+        """Make ``change`` take effect in memory (after it is persisted)."""
+        previous = self._bindings.get(change.hoa)
+        if previous is not None:
+            self._unindex(previous)
+        if change.kind is ChangeKind.DELETE:
+            self._bindings.pop(change.hoa, None)
+            if change.tombstone is not None:
+                self._tombstones[change.hoa] = change.tombstone
+            return
+        assert change.binding is not None
+        self._bindings[change.hoa] = change.binding
+        self._tombstones.pop(change.hoa, None)
+        self._coa_to_hoas.setdefault(change.binding.coa, set()).add(change.hoa)
+
+    def expirations(self, now: float) -> list[BindingChange]:
+        """Removals for every binding whose lifetime has run out."""
+        return [
+            self.removal(binding.hoa, now, RemovalCause.EXPIRED)
+            for binding in self._bindings.values()
+            if binding.expires_at <= now
+        ]
+
+    def next_expiry(self) -> float | None:
+        return min((b.expires_at for b in self._bindings.values()), default=None)
+
+    def forget_old_tombstones(self, now: float) -> int:
+        stale = [hoa for hoa, stone in self._tombstones.items() if stone.forget_at <= now]
+        for hoa in stale:
+            del self._tombstones[hoa]
+        return len(stale)
+
+    def restore(self, bindings: list[Binding], tombstones: list[Tombstone]) -> None:
+        """Load persisted state (controller restart)."""
+        for binding in bindings:
+            self.apply(BindingChange(ChangeKind.ADD, binding.hoa, binding=binding))
+        for stone in tombstones:
+            if stone.hoa not in self._bindings:
+                self._tombstones[stone.hoa] = stone
+
+    def _unindex(self, binding: Binding) -> None:
+        hoas = self._coa_to_hoas.get(binding.coa)
+        if hoas is not None:
+            hoas.discard(binding.hoa)
+            if not hoas:
+                del self._coa_to_hoas[binding.coa]

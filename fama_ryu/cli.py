@@ -1,0 +1,208 @@
+"""The ``fama`` command line: CGA tools, Mobility Header decoding, the demo.
+
+Other tools and scripts rely on these exact forms:
+
+    fama cga keygen --bits N --out KEY.pem
+    fama cga address --key KEY.pem --prefix PREFIX/64 --sec S [--json]
+    fama cga verify --address ADDR --params HEX
+    fama mh decode (HEX | --pcap FILE)
+    fama demo --pcap FILE --keys-out DIR
+
+Exit codes: 0 success, 1 a negative answer (e.g. a CGA that does not
+verify), 2 unusable input.  This is the one place that reads the OS random
+source and the clock for the pure core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fama_ryu import cga, mh_describe, pcap
+
+EXIT_OK = 0
+EXIT_NEGATIVE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Input the command cannot use; reported on stderr with exit code 2."""
+
+
+def _parse_prefix(text: str) -> bytes:
+    try:
+        network = ipaddress.IPv6Network(text, strict=True)
+    except ValueError as error:
+        raise UsageError(f"bad prefix {text!r}: {error}") from None
+    if network.prefixlen != 64:
+        raise UsageError(f"prefix {text!r} must be a /64 (RFC 3972 §4)")
+    return network.network_address.packed[:8]
+
+
+def _parse_address(text: str) -> bytes:
+    try:
+        return ipaddress.IPv6Address(text).packed
+    except ValueError as error:
+        raise UsageError(f"bad IPv6 address {text!r}: {error}") from None
+
+
+def _parse_hex(text: str, what: str) -> bytes:
+    cleaned = "".join(text.split()).removeprefix("0x").replace(":", "")
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        raise UsageError(f"{what} is not hexadecimal") from None
+
+
+def _read_key(path: str) -> cga.rsa.RSAPrivateKey:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise UsageError(f"cannot read key {path}: {error.strerror}") from None
+    try:
+        return cga.load_private_key_pem(data)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"{path} is not an RSA private key: {error}") from None
+
+
+def write_private_key(path: Path, key: cga.rsa.RSAPrivateKey) -> None:
+    """Write a PEM private key readable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "wb") as stream:
+        stream.write(cga.private_key_pem(key))
+    os.chmod(path, 0o600)
+
+
+def cmd_cga_keygen(args: argparse.Namespace) -> int:
+    if not cga.MIN_KEY_BITS <= args.bits <= cga.MAX_KEY_BITS:
+        raise UsageError(f"--bits must be {cga.MIN_KEY_BITS}..{cga.MAX_KEY_BITS} (P8)")
+    write_private_key(Path(args.out), cga.generate_rsa_key(args.bits))
+    print(args.out)
+    return EXIT_OK
+
+
+def cmd_cga_address(args: argparse.Namespace) -> int:
+    if not 0 <= args.sec <= 2:
+        raise UsageError("--sec must be 0, 1 or 2")
+    prefix = _parse_prefix(args.prefix)
+    key = _read_key(args.key)
+    address, params = cga.generate_cga(cga.public_key_der(key), prefix, args.sec, os.urandom)
+    address_text = str(ipaddress.IPv6Address(address))
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "address": address_text,
+                    "params_hex": params.encode().hex(),
+                    "sec": args.sec,
+                    "collision_count": params.collision_count,
+                }
+            )
+        )
+    else:
+        print(address_text)
+        print(params.encode().hex())
+    return EXIT_OK
+
+
+def cmd_cga_verify(args: argparse.Namespace) -> int:
+    address = _parse_address(args.address)
+    try:
+        params = cga.CgaParameters.decode(_parse_hex(args.params, "--params"))
+    except cga.CgaDecodeError as error:
+        raise UsageError(f"CGA Parameters do not decode: {error}") from None
+    result = cga.verify_cga(
+        address, params, min_key_bits=args.min_key_bits, max_key_bits=cga.MAX_KEY_BITS
+    )
+    if result.ok:
+        print(f"valid CGA, Sec {result.sec}")
+        return EXIT_OK
+    assert result.failed_step is not None
+    print(f"invalid CGA: step {result.failed_step.name}: {result.reason}", file=sys.stderr)
+    return EXIT_NEGATIVE
+
+
+def cmd_mh_decode(args: argparse.Namespace) -> int:
+    if (args.hex is None) == (args.pcap is None):
+        raise UsageError("give either HEX or --pcap FILE")
+    if args.hex is not None:
+        print(json.dumps(mh_describe.decode_bytes(_parse_hex(args.hex, "HEX")), indent=2))
+        return EXIT_OK
+    try:
+        with open(args.pcap, "rb") as stream:
+            for number, captured in enumerate(pcap.read_capture(stream), start=1):
+                if captured.linktype not in (pcap.LINKTYPE_ETHERNET, pcap.LINKTYPE_RAW):
+                    raise UsageError(f"unsupported link type {captured.linktype}")
+                described = {"packet": number, "timestamp": captured.timestamp}
+                described.update(mh_describe.decode_bytes(captured.data))
+                print(json.dumps(described))
+    except OSError as error:
+        raise UsageError(f"cannot read {args.pcap}: {error.strerror}") from None
+    except pcap.CaptureFormatError as error:
+        raise UsageError(f"{args.pcap}: {error}") from None
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fama_ryu import demo  # the demo pulls in the mobile-node side
+
+    return demo.run(pcap_path=Path(args.pcap), keys_dir=Path(args.keys_out), out=sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fama", description="FAMA distributed mobility tools (draft-bernardos-dmm-cmip-06)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    cga_parser = commands.add_parser("cga", help="Cryptographically Generated Addresses")
+    cga_commands = cga_parser.add_subparsers(dest="cga_command", required=True)
+    keygen = cga_commands.add_parser("keygen", help="generate an RSA key (exponent 65537)")
+    keygen.add_argument("--bits", type=int, default=1024)
+    keygen.add_argument("--out", required=True, metavar="KEY.pem")
+    keygen.set_defaults(handler=cmd_cga_keygen)
+    address = cga_commands.add_parser("address", help="generate a CGA in a /64 prefix")
+    address.add_argument("--key", required=True, metavar="KEY.pem")
+    address.add_argument("--prefix", required=True, metavar="PREFIX/64")
+    address.add_argument("--sec", type=int, default=1)
+    address.add_argument("--json", action="store_true")
+    address.set_defaults(handler=cmd_cga_address)
+    verify = cga_commands.add_parser("verify", help="verify an address against CGA Parameters")
+    verify.add_argument("--address", required=True)
+    verify.add_argument("--params", required=True, metavar="HEX")
+    verify.add_argument("--min-key-bits", type=int, default=cga.MIN_KEY_BITS)
+    verify.set_defaults(handler=cmd_cga_verify)
+
+    mh_parser = commands.add_parser("mh", help="Mobility Header tools")
+    mh_commands = mh_parser.add_subparsers(dest="mh_command", required=True)
+    decode = mh_commands.add_parser("decode", help="decode packets as JSON")
+    decode.add_argument("hex", nargs="?", metavar="HEX", help="Ethernet frame or IPv6 packet")
+    decode.add_argument("--pcap", metavar="FILE", help="pcap or pcapng capture")
+    decode.set_defaults(handler=cmd_mh_decode)
+
+    demo = commands.add_parser("demo", help="in-process FAMA exchange between an MN and a DAR")
+    demo.add_argument("--pcap", required=True, metavar="FILE")
+    demo.add_argument("--keys-out", required=True, metavar="DIR")
+    demo.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except UsageError as error:
+        print(f"fama: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,451 @@
+"""Home-agent decisions of one Distributed Anchor Router (pure logic).
+
+Given a decoded Mobility Header packet, the DAR's configuration and its
+binding cache, decide what the DAR does: the Binding Acknowledgement (or
+Care-of Test) to send, the binding change to make, or a silent drop with
+a named reason.  Nothing here touches a switch, a socket, a database or the
+clock: ``now`` and ``rng`` are passed in, and the caller persists
+:attr:`Decision.change`, applies it to the cache and the switch, and only
+then sends :attr:`Decision.reply` (P12).
+
+Checks run cheapest first (addresses, flags, prefixes, sequence numbers,
+table size, hashes), so RSA work is spent only on Binding Updates that
+could be accepted; every check is cited to RFC 6275 and FAMA-PROFILE.md.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from fama_ryu import auth, cga, mh
+from fama_ryu.binding_cache import (
+    Binding,
+    BindingCache,
+    BindingChange,
+    RemovalCause,
+    sequence_is_newer,
+)
+
+MAX_CGA_BINDING_LIFETIME_S = 86400  # RFC 4866 §7, P12
+LIFETIME_UNIT_S = 4
+
+Rng = Callable[[int], bytes]
+
+
+class Verdict(enum.Enum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"  # answered with a non-zero BA status
+    DROPPED = "dropped"  # silently discarded, counted by reason
+
+
+class DropReason(enum.Enum):
+    """Why a well-formed packet was silently discarded (metric label values)."""
+
+    NOT_ADDRESSED_TO_ANCHOR = "not_addressed_to_anchor"
+    HOME_ADDRESS_NOT_UNICAST = "home_address_not_unicast"
+    CARE_OF_ADDRESS_INVALID = "care_of_address_invalid"
+    CARE_OF_ADDRESS_IS_OWN = "care_of_address_is_own"
+    CARE_OF_ADDRESS_IS_HOME_ADDRESS = "care_of_address_is_home_address"
+    MISSING_AUTHORIZATION_DATA = "missing_authorization_data"
+    BAD_AUTHENTICATOR = "bad_authenticator"
+    MISSING_NONCE_INDICES = "missing_nonce_indices"
+    RETURN_ROUTABILITY_DISABLED = "return_routability_disabled"
+    UNEXPECTED_MESSAGE = "unexpected_message"
+
+
+@dataclass(frozen=True)
+class HomeAgentConfig:
+    """What a DAR needs to know to act as home agent (P1, P8, P12, P13).
+
+    ``home_prefixes`` are the /64 prefixes (8 bytes each) this DAR anchors;
+    in the legacy fallback (draft A.5) one DAR lists every prefix of the
+    domain.  ``own_addresses`` are all addresses of the DAR itself, which
+    can never be a care-of address.
+    """
+
+    name: str
+    anchor_address: bytes
+    home_prefixes: tuple[bytes, ...]
+    own_addresses: frozenset[bytes] = frozenset()
+    max_lifetime_s: int = 3600
+    binding_limit: int = 100_000
+    min_key_bits: int = cga.MIN_KEY_BITS
+    max_key_bits: int = cga.MAX_KEY_BITS
+    return_routability: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.anchor_address) != 16:
+            raise ValueError("anchor address must be 16 bytes")
+        if not self.home_prefixes or any(len(p) != 8 for p in self.home_prefixes):
+            raise ValueError("home prefixes must be one or more 8-byte /64 prefixes")
+        if self.anchor_address[:8] != self.home_prefixes[0]:
+            raise ValueError("the anchor address lies in the first access prefix (P1)")
+        if not 0 < self.max_lifetime_s <= MAX_CGA_BINDING_LIFETIME_S:
+            raise ValueError(f"max lifetime must be 1..{MAX_CGA_BINDING_LIFETIME_S} s")
+        object.__setattr__(
+            self, "own_addresses", frozenset(self.own_addresses) | {self.anchor_address}
+        )
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A signalling packet the DAR sends, decoded and encoded."""
+
+    message: mh.MobilityMessage
+    source: bytes
+    destination: bytes
+    routing_address: bytes | None
+    packet: bytes
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of one received packet.
+
+    ``reason`` is a short label for metrics: "accepted", "status_135",
+    or a :class:`DropReason` value.  ``rsa_operations`` counts the RSA
+    work the decision cost, so tests and metrics can see that cheap
+    rejections stay cheap.
+    """
+
+    verdict: Verdict
+    reason: str
+    status: int | None = None
+    reply: Reply | None = None
+    change: BindingChange | None = None
+    phkt_issued: bool = False
+    rsa_operations: int = 0
+
+
+def is_unicast_routable(address: bytes) -> bool:
+    """True for addresses that may be a HoA or CoA (RFC 6275 §9.3.1, §9.5.1).
+
+    Excludes unspecified, loopback, multicast (ff00::/8), link-local
+    (fe80::/10) and IPv4-mapped (::ffff:0:0/96) addresses.
+    """
+    if len(address) != 16:
+        return False
+    if address[0] == 0xFF:
+        return False
+    if address[0] == 0xFE and address[1] & 0xC0 == 0x80:
+        return False
+    if address[:10] == bytes(10) and address[10:12] in (b"\x00\x00", b"\xff\xff"):
+        return False  # ::, ::1, IPv4-compatible and IPv4-mapped
+    return True
+
+
+def public_key_hash(public_key_der: bytes) -> bytes:
+    """A short identifier of a CGA public key, kept with bindings and tombstones."""
+    return hashlib.sha256(public_key_der).digest()[:16]
+
+
+@dataclass
+class _Authenticated:
+    """Result of authenticating a BU: the keys the BA needs."""
+
+    ba_kbm: bytes
+    phkt: bytes | None = None
+    encrypted_phkt: bytes | None = None
+    key_hash: bytes | None = None
+
+
+class _Rejection(Exception):
+    """Internal: a BU rejected with a BA status."""
+
+    def __init__(self, status: mh.BAStatus, sequence: int | None = None) -> None:
+        super().__init__(status.name)
+        self.status = status
+        self.sequence = sequence
+
+
+class _Drop(Exception):
+    """Internal: a packet discarded silently."""
+
+    def __init__(self, reason: DropReason) -> None:
+        super().__init__(reason.value)
+        self.reason = reason
+
+
+@dataclass
+class HomeAgent:
+    """Decides Binding Updates (and Care-of Test Inits) for one DAR."""
+
+    config: HomeAgentConfig
+    rng: Rng
+    cache: BindingCache = field(default_factory=BindingCache)
+    token_issuer: auth.CareOfTokenIssuer | None = None
+
+    def handle(self, packet: mh.MobilityPacket, now: float) -> Decision:
+        """Decide what to do with a decoded Mobility Header packet."""
+        rsa_before = auth.RSA_OPERATIONS.total()
+        message = packet.message
+        try:
+            if packet.destination != self.config.anchor_address:
+                raise _Drop(DropReason.NOT_ADDRESSED_TO_ANCHOR)
+            if isinstance(message, mh.BindingUpdate):
+                decision = self._binding_update(packet, message, now)
+            elif isinstance(message, mh.CareOfTestInit):
+                decision = self._care_of_test_init(packet, message, now)
+            else:
+                raise _Drop(DropReason.UNEXPECTED_MESSAGE)
+        except _Drop as drop:
+            decision = Decision(Verdict.DROPPED, drop.reason.value)
+        cost = auth.RSA_OPERATIONS.total() - rsa_before
+        if cost:
+            decision = replace(decision, rsa_operations=cost)
+        return decision
+
+    def apply(self, change: BindingChange) -> None:
+        """Make a decided change take effect in the cache (after persisting it)."""
+        self.cache.apply(change)
+
+    def expirations(self, now: float) -> list[BindingChange]:
+        """Removals for bindings whose lifetime ran out (RFC 6275 §10.3.1)."""
+        return self.cache.expirations(now)
+
+    def revocation(self, hoa: bytes, now: float) -> BindingChange | None:
+        """Administrative removal of ``hoa``'s binding, or None if unbound."""
+        if self.cache.get(hoa) is None:
+            return None
+        return self.cache.removal(hoa, now, RemovalCause.REVOKED)
+
+    # ------------------------------------------------------------ BU
+
+    def _binding_update(
+        self, packet: mh.MobilityPacket, bu: mh.BindingUpdate, now: float
+    ) -> Decision:
+        config = self.config
+        hoa = packet.pseudo_source
+        if not is_unicast_routable(hoa):
+            raise _Drop(DropReason.HOME_ADDRESS_NOT_UNICAST)  # RFC 6275 §9.3.1
+        options = bu.options
+        coa = options.alternate_coa if options.alternate_coa is not None else packet.source
+        deregistration = bu.lifetime_units == 0 or coa == hoa  # P11
+        if not deregistration:
+            self._check_care_of_address(coa, hoa)
+        try:
+            auth_result = self._decide_binding_update(packet, bu, hoa, coa, deregistration, now)
+        except _Rejection as rejection:
+            sequence = rejection.sequence if rejection.sequence is not None else bu.sequence
+            reply = self._binding_ack(
+                packet, hoa, mh.BindingAck(rejection.status, sequence, 0), kbm=None, first=coa
+            )
+            return Decision(
+                Verdict.REJECTED, f"status_{int(rejection.status)}", rejection.status, reply
+            )
+        first_address = hoa if deregistration else coa  # P9
+        if deregistration:
+            change = self.cache.removal(hoa, now, RemovalCause.DEREGISTERED, bu.sequence)
+            granted_units = 0
+        else:
+            granted_s = min(bu.lifetime_s, config.max_lifetime_s, MAX_CGA_BINDING_LIFETIME_S)
+            granted_units = granted_s // LIFETIME_UNIT_S
+            previous = self.cache.get(hoa)
+            phkt = auth_result.phkt
+            key_hash = auth_result.key_hash
+            if phkt is None or key_hash is None:
+                assert previous is not None  # PHKT BUs are only accepted with a binding
+                phkt = previous.phkt
+                key_hash = previous.key_hash
+            binding = Binding(
+                hoa=hoa,
+                coa=coa,
+                sequence=bu.sequence,
+                lifetime_s=granted_units * LIFETIME_UNIT_S,
+                registered_at=now,
+                expires_at=now + granted_units * LIFETIME_UNIT_S,
+                key_hash=key_hash,
+                phkt=phkt,
+            )
+            change = self.cache.registration(binding)
+        reply = None
+        if bu.ack:
+            ba_options = mh.MobilityOptions(permanent_home_keygen_token=auth_result.encrypted_phkt)
+            ba = mh.BindingAck(mh.BAStatus.ACCEPTED, bu.sequence, granted_units, options=ba_options)
+            reply = self._binding_ack(packet, hoa, ba, kbm=auth_result.ba_kbm, first=first_address)
+        return Decision(
+            Verdict.ACCEPTED,
+            "accepted",
+            mh.BAStatus.ACCEPTED,
+            reply,
+            change,
+            phkt_issued=auth_result.encrypted_phkt is not None,
+        )
+
+    def _check_care_of_address(self, coa: bytes, hoa: bytes) -> None:
+        if not is_unicast_routable(coa):
+            raise _Drop(DropReason.CARE_OF_ADDRESS_INVALID)
+        if coa in self.config.own_addresses:
+            raise _Drop(DropReason.CARE_OF_ADDRESS_IS_OWN)
+        if self.cache.is_bound_home_address(coa):
+            # A CoA that is another MN's bound HoA would loop or hijack traffic.
+            raise _Drop(DropReason.CARE_OF_ADDRESS_IS_HOME_ADDRESS)
+
+    def _decide_binding_update(
+        self,
+        packet: mh.MobilityPacket,
+        bu: mh.BindingUpdate,
+        hoa: bytes,
+        coa: bytes,
+        deregistration: bool,
+        now: float,
+    ) -> _Authenticated:
+        """Run the checks of RFC 6275 §10.3.1/§10.3.2 and P5-P13, cheapest first."""
+        config = self.config
+        existing = self.cache.get(hoa)
+        if not bu.home_registration:
+            # The DAR is no correspondent node: a home registration must
+            # not turn into a correspondent one (RFC 6275 §9.5.1).
+            if existing is not None:
+                raise _Rejection(mh.BAStatus.REGISTRATION_TYPE_CHANGE_DISALLOWED)
+            raise _Rejection(mh.BAStatus.ADMINISTRATIVELY_PROHIBITED)
+        if hoa[:8] not in config.home_prefixes:
+            raise _Rejection(mh.BAStatus.NOT_HOME_SUBNET)  # P7 (b)
+        if deregistration and existing is None:
+            raise _Rejection(mh.BAStatus.NOT_HOME_AGENT)  # RFC 6275 §10.3.2
+        last = self.cache.last_sequence(hoa, now)
+        if last is not None and not sequence_is_newer(bu.sequence, last):
+            raise _Rejection(mh.BAStatus.SEQUENCE_OUT_OF_WINDOW, sequence=last)  # P5
+        if not deregistration and existing is None and len(self.cache) >= config.binding_limit:
+            raise _Rejection(mh.BAStatus.INSUFFICIENT_RESOURCES)
+        care_of_token = self._care_of_keygen_token(bu, coa, deregistration, now)
+        if bu.options.cga_parameters is not None:
+            return self._authenticate_cga(packet, bu, hoa, coa, deregistration, care_of_token)
+        if existing is None:
+            raise _Rejection(mh.BAStatus.PHKT_UNAVAILABLE)  # P9
+        if bu.options.authenticator is None:
+            raise _Drop(DropReason.MISSING_AUTHORIZATION_DATA)
+        kbm = auth.binding_management_key(existing.phkt, care_of_token)
+        self._check_authenticator(packet, kbm, hoa if deregistration else coa)
+        return _Authenticated(ba_kbm=kbm)
+
+    def _care_of_keygen_token(
+        self, bu: mh.BindingUpdate, coa: bytes, deregistration: bool, now: float
+    ) -> bytes | None:
+        """P13: in return-routability mode the CoA must have passed a care-of test.
+
+        A deregistration needs none (RFC 6275 §5.2.5: only the home
+        keygen token is used when deregistering).
+        """
+        if not self.config.return_routability or deregistration:
+            return None
+        if bu.options.nonce_indices is None:
+            raise _Drop(DropReason.MISSING_NONCE_INDICES)
+        assert self.token_issuer is not None
+        token = self.token_issuer.token_for(coa, bu.options.nonce_indices[1], now)
+        if token is None:
+            raise _Rejection(mh.BAStatus.EXPIRED_CARE_OF_NONCE_INDEX)
+        return token
+
+    def _check_authenticator(self, packet: mh.MobilityPacket, kbm: bytes, first: bytes) -> None:
+        received = packet.message.options.authenticator
+        if received is None:
+            raise _Drop(DropReason.MISSING_AUTHORIZATION_DATA)
+        expected = auth.binding_authenticator(
+            kbm, first, self.config.anchor_address, packet.mh.authorized_data()
+        )
+        if not auth.authenticator_matches(expected, received):
+            raise _Drop(DropReason.BAD_AUTHENTICATOR)  # RFC 6275 §9.5.1, P9
+
+    def _authenticate_cga(
+        self,
+        packet: mh.MobilityPacket,
+        bu: mh.BindingUpdate,
+        hoa: bytes,
+        coa: bytes,
+        deregistration: bool,
+        care_of_token: bytes | None,
+    ) -> _Authenticated:
+        """P7: CGA verification, then the signature; P10/P12: a new PHKT."""
+        config = self.config
+        options = bu.options
+        assert options.cga_parameters is not None and options.signature is not None
+        try:
+            params = cga.CgaParameters.decode(options.cga_parameters)
+        except cga.CgaDecodeError:
+            raise _Rejection(mh.BAStatus.CGA_SIGNATURE_VERIFICATION_FAILED) from None
+        if params.subnet_prefix != hoa[:8]:
+            raise _Rejection(mh.BAStatus.NOT_HOME_SUBNET)  # P7 (b)
+        # Hashes first, then the key's size and exponent: both before any RSA work.
+        verification = cga.verify_cga(hoa, params, check_key=False)
+        if not verification.ok:
+            raise _Rejection(mh.BAStatus.CGA_SIGNATURE_VERIFICATION_FAILED)  # P7 (a), (c)
+        try:
+            public_key = cga.load_public_key(
+                params.public_key_der,
+                min_bits=config.min_key_bits,
+                max_bits=config.max_key_bits,
+            )
+        except cga.CgaKeyError:
+            raise _Rejection(mh.BAStatus.CGA_SIGNATURE_VERIFICATION_FAILED) from None
+        if care_of_token is not None:
+            # P13: a first CGA BU in return-routability mode also carries
+            # authorization data keyed by the care-of keygen token alone.
+            self._check_authenticator(packet, auth.binding_management_key(None, care_of_token), coa)
+        if not auth.verify_binding_update_signature(
+            public_key, options.signature, coa, config.anchor_address, packet.mh.signed_data()
+        ):
+            raise _Rejection(mh.BAStatus.CGA_SIGNATURE_VERIFICATION_FAILED)  # P7 (d)
+        phkt = auth.generate_phkt(self.rng)
+        encrypted = auth.encrypt_phkt(public_key, phkt)
+        # P12: the BA after a CGA BU is keyed by the new PHKT.  After a
+        # deregistration the token is forgotten at once (P11), but the MN
+        # still needs it to authenticate this BA.
+        return _Authenticated(
+            ba_kbm=auth.binding_management_key(phkt, None),
+            phkt=None if deregistration else phkt,
+            encrypted_phkt=encrypted,
+            key_hash=public_key_hash(params.public_key_der),
+        )
+
+    # ------------------------------------------------------------ CoTI
+
+    def _care_of_test_init(
+        self, packet: mh.MobilityPacket, coti: mh.CareOfTestInit, now: float
+    ) -> Decision:
+        """P13: answer a Care-of Test Init with a care-of keygen token."""
+        if not self.config.return_routability or self.token_issuer is None:
+            raise _Drop(DropReason.RETURN_ROUTABILITY_DISABLED)
+        coa = packet.source
+        if not is_unicast_routable(coa):
+            raise _Drop(DropReason.CARE_OF_ADDRESS_INVALID)
+        nonce_index, token = self.token_issuer.issue(coa, now)
+        cot = mh.CareOfTest(nonce_index, coti.cookie, token)
+        packet_bytes = mh.build_packet(cot, source=self.config.anchor_address, destination=coa)
+        reply = Reply(cot, self.config.anchor_address, coa, None, packet_bytes)
+        return Decision(Verdict.ACCEPTED, "care_of_test", reply=reply)
+
+    # ------------------------------------------------------------ BA
+
+    def _binding_ack(
+        self,
+        packet: mh.MobilityPacket,
+        hoa: bytes,
+        ba: mh.BindingAck,
+        *,
+        kbm: bytes | None,
+        first: bytes,
+    ) -> Reply:
+        """P12: from A_d to the BU's source, type 2 Routing Header = HoA."""
+        anchor = self.config.anchor_address
+        destination = packet.source
+        routing_address = hoa if destination != hoa else None
+        authenticator = None
+        if kbm is not None:
+
+            def authenticator(mh_data: bytes) -> bytes:
+                return auth.binding_authenticator(kbm, first, anchor, mh_data)
+
+        packet_bytes = mh.build_packet(
+            ba,
+            source=anchor,
+            destination=destination,
+            routing_address=routing_address,
+            authenticator=authenticator,
+        )
+        return Reply(ba, anchor, destination, routing_address, packet_bytes)
+
+
