@@ -63,9 +63,14 @@ def main() -> int:
     signature_len = key.key_size // 8
 
     first_bu = mh.build_packet(
-        mh.BindingUpdate(sequence=1, lifetime_units=100, options=mh.MobilityOptions(
-            cga_parameters=params.encode())),
-        source=coa, destination=anchor, home_address=hoa,
+        mh.BindingUpdate(
+            sequence=1,
+            lifetime_units=100,
+            options=mh.MobilityOptions(cga_parameters=params.encode()),
+        ),
+        source=coa,
+        destination=anchor,
+        home_address=hoa,
         signer=lambda data: auth.sign_binding_update(key, coa, anchor, data),
         signature_len=signature_len,
     )
@@ -84,7 +89,9 @@ def main() -> int:
     def phkt_bu(sequence: int) -> bytes:
         return mh.build_packet(
             mh.BindingUpdate(sequence=sequence, lifetime_units=100),
-            source=coa, destination=anchor, home_address=hoa,
+            source=coa,
+            destination=anchor,
+            home_address=hoa,
             authenticator=lambda data: auth.binding_authenticator(kbm, coa, anchor, data),
         )
 
@@ -104,7 +111,9 @@ def main() -> int:
 
     def phkt_check() -> None:
         expected = auth.binding_authenticator(kbm, coa, anchor, parsed_later.mh.authorized_data())
-        assert auth.authenticator_matches(expected, parsed_later.message.options.authenticator or b"")
+        assert auth.authenticator_matches(
+            expected, parsed_later.message.options.authenticator or b""
+        )
 
     raw_message = auth.signature_input(coa, anchor, signed)
 
@@ -113,7 +122,9 @@ def main() -> int:
 
     def raw_hmac() -> None:
         hmac.compare_digest(
-            hmac.new(kbm, coa + anchor + parsed_later.mh.authorized_data(), hashlib.sha1).digest()[:12],
+            hmac.new(kbm, coa + anchor + parsed_later.mh.authorized_data(), hashlib.sha1).digest()[
+                :12
+            ],
             parsed_later.message.options.authenticator or b"",
         )
 
@@ -150,10 +161,14 @@ def main() -> int:
     figures["cga_check_vs_raw_rsa_verify"] = (
         figures["cga_verify_and_signature_us"] / figures["raw_rsa1024_verify_us"]
     )
-    figures["phkt_check_vs_raw_hmac"] = figures["phkt_authentication_us"] / figures["raw_hmac_sha1_us"]
+    figures["phkt_check_vs_raw_hmac"] = (
+        figures["phkt_authentication_us"] / figures["raw_hmac_sha1_us"]
+    )
 
-    print(f"machine: {platform.machine()} {platform.python_implementation()} "
-          f"{platform.python_version()}, rounds={rounds}")
+    print(
+        f"machine: {platform.machine()} {platform.python_implementation()} "
+        f"{platform.python_version()}, rounds={rounds}"
+    )
     for name, value in figures.items():
         print(f"  {name:34s} {value:10.2f}")
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -150,9 +150,7 @@ class BindingCache:
             removed_at=now,
             forget_at=now + self.tombstone_ttl_s,
         )
-        return BindingChange(
-            ChangeKind.DELETE, hoa, previous=binding, tombstone=stone, cause=cause
-        )
+        return BindingChange(ChangeKind.DELETE, hoa, previous=binding, tombstone=stone, cause=cause)
 
     def registration(self, binding: Binding) -> BindingChange:
         """Describe adding or updating ``binding``."""

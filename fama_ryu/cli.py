@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fama_ryu import cga, mh_describe, pcap
+from fama_ryu import cga, keyfile, mh_describe, pcap
 
 EXIT_OK = 0
 EXIT_NEGATIVE = 1
@@ -70,19 +70,10 @@ def _read_key(path: str) -> cga.rsa.RSAPrivateKey:
         raise UsageError(f"{path} is not an RSA private key: {error}") from None
 
 
-def write_private_key(path: Path, key: cga.rsa.RSAPrivateKey) -> None:
-    """Write a PEM private key readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as stream:
-        stream.write(cga.private_key_pem(key))
-    os.chmod(path, 0o600)
-
-
 def cmd_cga_keygen(args: argparse.Namespace) -> int:
     if not cga.MIN_KEY_BITS <= args.bits <= cga.MAX_KEY_BITS:
         raise UsageError(f"--bits must be {cga.MIN_KEY_BITS}..{cga.MAX_KEY_BITS} (P8)")
-    write_private_key(Path(args.out), cga.generate_rsa_key(args.bits))
+    keyfile.write_private_key(Path(args.out), cga.generate_rsa_key(args.bits))
     print(args.out)
     return EXIT_OK
 
@@ -150,7 +141,7 @@ def cmd_mh_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from fama_ryu import demo  # the demo pulls in the mobile-node side
+    from fama_ryu import demo  # imported on use: the other commands do not need it
 
     return demo.run(pcap_path=Path(args.pcap), keys_dir=Path(args.keys_out), out=sys.stdout)
 

@@ -132,9 +132,8 @@ def is_unicast_routable(address: bytes) -> bool:
         return False
     if address[0] == 0xFE and address[1] & 0xC0 == 0x80:
         return False
-    if address[:10] == bytes(10) and address[10:12] in (b"\x00\x00", b"\xff\xff"):
-        return False  # ::, ::1, IPv4-compatible and IPv4-mapped
-    return True
+    # ::, ::1, IPv4-compatible and IPv4-mapped
+    return not (address[:10] == bytes(10) and address[10:12] in (b"\x00\x00", b"\xff\xff"))
 
 
 def public_key_hash(public_key_der: bytes) -> bytes:
@@ -230,11 +229,14 @@ class HomeAgent:
             auth_result = self._decide_binding_update(packet, bu, hoa, coa, deregistration, now)
         except _Rejection as rejection:
             sequence = rejection.sequence if rejection.sequence is not None else bu.sequence
-            reply = self._binding_ack(
+            rejection_reply = self._binding_ack(
                 packet, hoa, mh.BindingAck(rejection.status, sequence, 0), kbm=None, first=coa
             )
             return Decision(
-                Verdict.REJECTED, f"status_{int(rejection.status)}", rejection.status, reply
+                Verdict.REJECTED,
+                f"status_{int(rejection.status)}",
+                rejection.status,
+                rejection_reply,
             )
         first_address = hoa if deregistration else coa  # P9
         if deregistration:
@@ -261,7 +263,7 @@ class HomeAgent:
                 phkt=phkt,
             )
             change = self.cache.registration(binding)
-        reply = None
+        reply: Reply | None = None
         if bu.ack:
             ba_options = mh.MobilityOptions(permanent_home_keygen_token=auth_result.encrypted_phkt)
             ba = mh.BindingAck(mh.BAStatus.ACCEPTED, bu.sequence, granted_units, options=ba_options)
@@ -447,5 +449,3 @@ class HomeAgent:
             authenticator=authenticator,
         )
         return Reply(ba, anchor, destination, routing_address, packet_bytes)
-
-

@@ -687,13 +687,15 @@ def _parse_options(
                 pointer_base + position + 1,
             )
         data = raw[data_start:data_end]
-        if previous_type == _CGA_PARAMETERS and option_type != _CGA_PARAMETERS:
-            if option_type != _SIGNATURE:
-                raise MobilityParseError(
-                    RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE,
-                    f"option {option_type} follows CGA Parameters",
-                    pointer_base + position,
-                )
+        if previous_type == _CGA_PARAMETERS and option_type not in (
+            _CGA_PARAMETERS,
+            _SIGNATURE,
+        ):
+            raise MobilityParseError(
+                RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE,
+                f"option {option_type} follows CGA Parameters",
+                pointer_base + position,
+            )
         expected_len = _FIXED_OPTION_LEN.get(option_type)  # type: ignore[call-overload]
         if expected_len is not None and option_len != expected_len:
             raise MobilityParseError(
@@ -856,7 +858,9 @@ def encode_mobility_header(
     if options.cga_parameters is not None:
         params = options.cga_parameters
         for start in range(0, len(params), CGA_PARAMETERS_FRAGMENT_LEN):
-            writer.option(OptionType.CGA_PARAMETERS, params[start : start + CGA_PARAMETERS_FRAGMENT_LEN])
+            writer.option(
+                OptionType.CGA_PARAMETERS, params[start : start + CGA_PARAMETERS_FRAGMENT_LEN]
+            )
         writer.signed_end = len(buffer)
         if options.signature is not None:
             writer.option(OptionType.SIGNATURE, options.signature)
@@ -904,9 +908,7 @@ def _encode_body(message: MobilityMessage) -> bytes:
         return struct.pack("!HHH", message.sequence, flags, message.lifetime_units)
     if isinstance(message, BindingAck):
         flags = 0x80 if message.key_management else 0
-        return struct.pack(
-            "!BBHH", message.status, flags, message.sequence, message.lifetime_units
-        )
+        return struct.pack("!BBHH", message.status, flags, message.sequence, message.lifetime_units)
     if isinstance(message, BindingError):
         return struct.pack("!BB", message.status, 0) + _address(message.home_address)
     if isinstance(message, CareOfTestInit):
@@ -943,7 +945,10 @@ def build_ipv6_packet(
     chain: list[tuple[int, bytes]] = []
     if routing_address is not None:
         chain.append(
-            (IPPROTO_ROUTING, struct.pack("!BBB4x", 2, ROUTING_TYPE_2, 1) + _address(routing_address))
+            (
+                IPPROTO_ROUTING,
+                struct.pack("!BBB4x", 2, ROUTING_TYPE_2, 1) + _address(routing_address),
+            )
         )
     if home_address is not None:
         # PadN(4) puts the HAO at offset 6 (8n+6 alignment, RFC 6275 §6.3).
@@ -960,9 +965,11 @@ def build_ipv6_packet(
         following = chain[index + 1][0] if index + 1 < len(chain) else IPPROTO_MH
         payload += bytes((following,)) + header_tail
     payload += mh_bytes
-    header = struct.pack(
-        "!IHBB", 6 << 28, len(payload), first_next_header, hop_limit
-    ) + _address(source) + _address(destination)
+    header = (
+        struct.pack("!IHBB", 6 << 28, len(payload), first_next_header, hop_limit)
+        + _address(source)
+        + _address(destination)
+    )
     return header + bytes(payload)
 
 

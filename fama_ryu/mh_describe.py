@@ -133,9 +133,7 @@ def describe_rejection(error: mh.MobilityParseError) -> dict[str, Any]:
 def decode_bytes(data: bytes) -> dict[str, Any]:
     """Decode an Ethernet frame or a bare IPv6 packet and describe it."""
     try:
-        looks_ethernet = (
-            len(data) > 14 and data[12:14] == b"\x86\xdd" and data[14] >> 4 == 6
-        )
+        looks_ethernet = len(data) > 14 and data[12:14] == b"\x86\xdd" and data[14] >> 4 == 6
         if looks_ethernet or not data or data[0] >> 4 != 6:
             packet = mh.parse_ethernet_frame(data)
         else:

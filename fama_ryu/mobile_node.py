@@ -32,8 +32,13 @@ Rules applied here, beyond the FAMA profile (P-numbers) and RFC 6275:
   retransmission uses and triggers nothing (a forged one costs no signature
   and no packet).  Status 147 and other rejections are believed on the
   sequence match, since the HDAR may have no key to authenticate them with,
-  but an authenticator they carry must verify when a PHKT is held.  A BA that
-  fails these checks is ignored and the BU stays outstanding.
+  but an authenticator they carry must verify when a PHKT is held.  147 to a
+  PHKT-authenticated BU drops the PHKT and sends a CGA-signed BU at once;
+  any other rejection (147 to a CGA-signed BU included) fails the entry.  A
+  BA that fails these checks is ignored and the BU stays outstanding.
+* Signature input.  A CGA-signed BU is signed over its IPv6 source, the CoA
+  (P6), also when it is a deregistration: RFC 4866 §4.5 has no exception
+  there, unlike the authenticator (P9).
 * Retransmission (RFC 6275 §11.8).  The first timeout is
   InitialBindackTimeoutFirstReg (1.5 s, configurable) when the MN knows of no
   unexpired binding at the HDAR, else INITIAL_BINDACK_TIMEOUT (1 s); it
@@ -44,8 +49,8 @@ Rules applied here, beyond the FAMA profile (P-numbers) and RFC 6275:
   down to 4-second units so the MN never asks for more than it was told.  The
   granted lifetime counts down from when the acknowledged BU was sent
   (RFC 6275 §11.7.3).  A binding is refreshed when the remaining lifetime
-  falls to max(20 % of the granted lifetime, 10 s), but never later than half
-  way through it: 80 % of the lifetime for long ones, 10 s before expiry for
+  falls to max(20 % of the granted lifetime, 10 s), but not before half of it
+  has elapsed: at 80 % of the lifetime for long ones, 10 s before expiry for
   medium ones, half way for lifetimes under 20 s.  A Binding Refresh Advice in
   the BA can only bring the refresh forward.
 
@@ -316,7 +321,7 @@ class BindingUpdateList:
             raise ValueError(f"HoA is not a CGA for these parameters: {verification.reason}")
         entry = self._entries.get((hoa, hdar))
         if entry is None:
-            entry = _Entry(
+            entry = self._entries[(hoa, hdar)] = _Entry(
                 hoa=hoa,
                 hdar=hdar,
                 cga_params=cga_params,
@@ -326,12 +331,11 @@ class BindingUpdateList:
                 last_sequence=(self._draw_sequence() - 1) % SEQUENCE_SPACE,
                 state=BindingState.PENDING,
             )
-            self._entries[(hoa, hdar)] = entry
-        entry.cga_params = cga_params
-        entry.coa = coa
-        entry.requested_lifetime_s = lifetime_s
-        entry.state = BindingState.PENDING
-        entry.failure_status = None
+        else:
+            entry.cga_params, entry.coa = cga_params, coa
+            entry.requested_lifetime_s = lifetime_s
+            entry.state = BindingState.PENDING
+            entry.failure_status = None
         return self._transmit(entry, now, self._initial_timeout_s(entry, now))
 
     def deregister(self, hoa: bytes, hdar: bytes, coa: bytes, now: float) -> bytes | None:
@@ -341,10 +345,10 @@ class BindingUpdateList:
         HDAR's link, and the BU is then sent from the HoA without a Home
         Address option (RFC 6275 §11.5.5, §9.5.4).
         """
+        _check_address("CoA", coa)
         entry = self._entries.get((hoa, hdar))
         if entry is None:
             return None
-        _check_address("CoA", coa)
         entry.coa = coa
         entry.state = BindingState.DEREGISTERING
         entry.failure_status = None

@@ -138,6 +138,6 @@ def _interface_resolution(options: bytes, order: str) -> float:
             break
         if code == 9 and length >= 1:
             value = options[position + 4]
-            return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0 ** -value
+            return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0**-value
         position += 4 + length + (-length % 4)
     return 1e-6

@@ -164,9 +164,13 @@ def golden_bu_cga_one_fragment():
         "c000",  # A=1 H=1 L=0 K=0 + Reserved (P4)
         "0096",  # Lifetime 150 units = 600 s
         # offset 12: CGA Parameters option (type 12, no alignment), 187 bytes -> ends 201
-        "0c", "bb", CGA_1024.hex(),
+        "0c",
+        "bb",
+        CGA_1024.hex(),
         # offset 201: Signature option (type 13), 128 bytes -> ends 331
-        "0d", "80", SIG_1024.hex(),
+        "0d",
+        "80",
+        SIG_1024.hex(),
         # offset 331: PadN with 3 zero bytes -> 336 = 42 * 8
         "01 03 000000",
     )
@@ -193,11 +197,17 @@ def golden_bu_cga_two_fragments():
         "c000",  # A H
         "1000",  # Lifetime 4096 units
         # offset 12: CGA Parameters #1, exactly 255 bytes (RFC 4866 §5.1) -> ends 269
-        "0c", "ff", CGA_2040[:255].hex(),
+        "0c",
+        "ff",
+        CGA_2040[:255].hex(),
         # offset 269: CGA Parameters #2, the remaining 63 bytes -> ends 334
-        "0c", "3f", CGA_2040[255:].hex(),
+        "0c",
+        "3f",
+        CGA_2040[255:].hex(),
         # offset 334: Signature, 255 bytes -> ends 591
-        "0d", "ff", SIG_2040.hex(),
+        "0d",
+        "ff",
+        SIG_2040.hex(),
         # offset 591: Pad1 -> 592 = 74 * 8
         "00",
     )
@@ -224,9 +234,12 @@ def golden_bu_nonce_indices_and_authorization_data():
         "c000",  # A H
         "0096",  # Lifetime 150
         # offset 12 (2n): Nonce Indices, home index 0, care-of index 0x0102 -> ends 18
-        "04 04", "0000", "0102",
+        "04 04",
+        "0000",
+        "0102",
         # offset 18 = 8*2 + 2: Binding Authorization Data needs no padding -> ends 32
-        "05 0c", AUTH.hex(),
+        "05 0c",
+        AUTH.hex(),
     )
     mh_bytes = with_checksum(mh_bytes, HOA, HA)
     packet = ipv6_header(24 + 32, 60, COA_HEX, HA_HEX) + DEST_OPTS_HAO + mh_bytes
@@ -251,10 +264,12 @@ def golden_bu_alternate_coa_nonce_indices_and_authorization_data():
         "c000",  # A H
         "0002",  # Lifetime
         "01 00",  # offset 12: PadN(0) -> Alternate CoA at 14 = 8*1 + 6
-        "03 10", ALT_HEX,  # offset 14: Alternate Care-of Address -> ends 32
+        "03 10",
+        ALT_HEX,  # offset 14: Alternate Care-of Address -> ends 32
         "04 04 0000 ffff",  # offset 32 (2n): Nonce Indices -> ends 38
         "01 02 0000",  # offset 38: PadN(2) -> BAD at 42 = 8*5 + 2
-        "05 0c", AUTH.hex(),  # offset 42: BAD -> ends 56 = 7 * 8
+        "05 0c",
+        AUTH.hex(),  # offset 42: BAD -> ends 56 = 7 * 8
     )
     mh_bytes = with_checksum(mh_bytes, HOA, HA)
     packet = ipv6_header(24 + 56, 60, COA_HEX, HA_HEX) + DEST_OPTS_HAO + mh_bytes
@@ -285,7 +300,8 @@ def golden_bu_alternate_coa():
         # offset 12: PadN with 0 data bytes -> Alternate CoA at 14 = 8*1 + 6
         "01 00",
         # offset 14: Alternate Care-of Address -> ends 32
-        "03 10", ALT_HEX,
+        "03 10",
+        ALT_HEX,
     )
     mh_bytes = with_checksum(mh_bytes, HOA, HA)
     packet = ipv6_header(24 + 32, 60, COA_HEX, HA_HEX) + DEST_OPTS_HAO + mh_bytes
@@ -373,11 +389,13 @@ def golden_ba_accepted_phkt_and_authorization_data():
         "1234",  # Sequence # (echoed)
         "0096",  # Lifetime 150
         # offset 12: Permanent Home Keygen Token (type 14), 128 bytes -> ends 142
-        "0e 80", PHKT.hex(),
+        "0e 80",
+        PHKT.hex(),
         # offset 142: PadN(2) -> BAD at 146 = 8*18 + 2
         "01 02 0000",
         # offset 146: Binding Authorization Data -> ends 160
-        "05 0c", AUTH.hex(),
+        "05 0c",
+        AUTH.hex(),
     )
     mh_bytes = with_checksum(mh_bytes, HA, HOA)  # RH2 present: HoA is the final destination
     packet = ipv6_header(24 + 160, 43, HA_HEX, COA_HEX) + ROUTING_TYPE2 + mh_bytes
@@ -419,9 +437,11 @@ def golden_ba_care_of_test_option():
         "80",  # K=1
         "0009",  # Sequence #
         "012c",  # Lifetime 300
-        "10 08", TOKEN.hex(),  # offset 12: Care-of Test option -> ends 22
+        "10 08",
+        TOKEN.hex(),  # offset 12: Care-of Test option -> ends 22
         "01 02 0000",  # offset 22: PadN(2) -> BAD at 26 = 8*3 + 2
-        "05 0c", AUTH.hex(),  # offset 26: BAD -> ends 40
+        "05 0c",
+        AUTH.hex(),  # offset 26: BAD -> ends 40
     )
     mh_bytes = with_checksum(mh_bytes, HA, HOA)
     packet = ipv6_header(24 + 40, 43, HA_HEX, COA_HEX) + ROUTING_TYPE2 + mh_bytes
@@ -517,7 +537,7 @@ def test_parse_of_the_golden_bytes_gives_the_message_and_addresses(case):
     # P4 / P12: the pseudo-header addresses are the HoA and the RH2 address.
     assert parsed.pseudo_source == kwargs.get("home_address", kwargs["source"])
     assert parsed.pseudo_destination == kwargs.get("routing_address", kwargs["destination"])
-    assert parsed.mh.raw == packet[mh_offset(packet):]
+    assert parsed.mh.raw == packet[mh_offset(packet) :]
     assert parsed.mh.signed_end == signed_end
     assert parsed.mh.authenticator_offset == authenticator_offset
 
@@ -526,7 +546,7 @@ def test_parse_of_the_golden_bytes_gives_the_message_and_addresses(case):
 def test_golden_checksum_matches_codec_mobility_checksum(case):
     """The codec's (optimised, native-order) checksum agrees with RFC 1071."""
     _, kwargs, packet, _, _ = GOLDEN[case]()
-    raw = packet[mh_offset(packet):]
+    raw = packet[mh_offset(packet) :]
     source = kwargs.get("home_address", kwargs["source"])
     destination = kwargs.get("routing_address", kwargs["destination"])
     zeroed = raw[:4] + b"\x00\x00" + raw[6:]
@@ -555,10 +575,12 @@ def test_cga_parameters_are_split_in_255_byte_options_followed_by_signature(cga_
     signature = bytes((i * 17 + 3) % 256 for i in range(signature_len))
     message = BindingUpdate(1, 10, options=MobilityOptions(cga_parameters=cga, signature=signature))
     packet = build_packet(message, source=COA, destination=HA, home_address=HOA)
-    raw = packet[mh_offset(packet):]
+    raw = packet[mh_offset(packet) :]
     options = [o for o in walk_mobility_options(raw, 12) if o[0] not in (0, 1)]
     cga_options = [o for o in options if o[0] == 12]
-    assert [o[2] for o in cga_options] == [255] * (len(cga_options) - 1) + [cga_len - 255 * (len(cga_options) - 1)]
+    assert [o[2] for o in cga_options] == [255] * (len(cga_options) - 1) + [
+        cga_len - 255 * (len(cga_options) - 1)
+    ]
     assert len(cga_options) == -(-cga_len // 255)
     # contiguous: the CGA options are the first options and each starts where the previous ends
     assert [o[0] for o in options] == [12] * len(cga_options) + [13]
@@ -616,7 +638,7 @@ def test_option_alignment_alternate_coa_8n6_bad_8n2_nonce_and_refresh_advice_2n(
     seen_gaps = set()
     for message in _all_alignment_messages():
         packet = build_packet(message, source=COA, destination=HA, home_address=HOA)
-        raw = packet[mh_offset(packet):]
+        raw = packet[mh_offset(packet) :]
         assert len(raw) % 8 == 0
         assert raw[1] == len(raw) // 8 - 1
         options = walk_mobility_options(raw, 12)
@@ -675,7 +697,10 @@ def test_signer_receives_mh_up_to_last_cga_parameters_option_with_zero_checksum(
         0x4242,
         100,
         options=MobilityOptions(
-            cga_parameters_request=True, alternate_coa=ALT, cga_parameters=CGA_2040, nonce_indices=(0, 3)
+            cga_parameters_request=True,
+            alternate_coa=ALT,
+            cga_parameters=CGA_2040,
+            nonce_indices=(0, 3),
         ),
     )
     packet = build_packet(
@@ -704,7 +729,7 @@ def with_signature(message, signature):
 
 def test_signed_data_of_parsed_golden_bu_ends_after_last_cga_parameters():
     _, _, packet, signed_end, _ = golden_bu_cga_two_fragments()
-    raw = packet[mh_offset(packet):]
+    raw = packet[mh_offset(packet) :]
     signed = parse_ipv6_packet(packet).mh.signed_data()
     assert signed == raw[:4] + b"\x00\x00" + raw[6:334]
     assert signed_end == 334
@@ -767,7 +792,9 @@ def test_signed_and_authorized_data_raise_without_the_options():
 def test_encoder_rejects_wrong_signer_and_authenticator_lengths():
     message = BindingUpdate(1, 1, options=MobilityOptions(cga_parameters=CGA_1024))
     with pytest.raises(ValueError):
-        build_packet(message, source=COA, destination=HA, signer=lambda d: bytes(127), signature_len=128)
+        build_packet(
+            message, source=COA, destination=HA, signer=lambda d: bytes(127), signature_len=128
+        )
     with pytest.raises(ValueError):
         build_packet(message, source=COA, destination=HA)  # CGA Parameters without signature/signer
     with pytest.raises(ValueError):
@@ -776,7 +803,9 @@ def test_encoder_rejects_wrong_signer_and_authenticator_lengths():
         )
     with pytest.raises(ValueError):
         build_packet(
-            mh.with_options(BindingUpdate(1, 1), authenticator=bytes(16)), source=COA, destination=HA
+            mh.with_options(BindingUpdate(1, 1), authenticator=bytes(16)),
+            source=COA,
+            destination=HA,
         )
 
 
@@ -832,7 +861,9 @@ def test_trailing_bytes_after_the_mh_within_the_payload_are_ignored():
     """RFC 8200 §4.7: data after a header with Next Header / Payload Proto 59 is ignored."""
     message, _, packet, _, _ = golden_be_unrecognized_mh_type()
     trailer = b"\xff" * 9
-    longer = packet[:4] + (len(packet) - 40 + len(trailer)).to_bytes(2, "big") + packet[6:] + trailer
+    longer = (
+        packet[:4] + (len(packet) - 40 + len(trailer)).to_bytes(2, "big") + packet[6:] + trailer
+    )
     parsed = parse_ipv6_packet(longer)
     assert parsed.message == message
     assert parsed.mh.raw == packet[40:]
@@ -912,7 +943,9 @@ def test_mobility_header_of_exactly_1024_octets_is_accepted():
 
 def test_reserved_fields_are_ignored_by_the_receiver():
     """§6.1.1 / §6.1.7: Reserved fields MUST be ignored (MH reserved, BU reserved bits)."""
-    mh_bytes = hx("3b 01 05 7f 0000 0001 cfff 0010", "01 02 0000")  # reserved MH byte and BU bits set
+    mh_bytes = hx(
+        "3b 01 05 7f 0000 0001 cfff 0010", "01 02 0000"
+    )  # reserved MH byte and BU bits set
     packet = mh.build_ipv6_packet(COA, HA, with_checksum(mh_bytes, HOA, HA), home_address=HOA)
     message = parse_ipv6_packet(packet).message
     assert message == BindingUpdate(1, 0x10, ack=True, home_registration=True)
@@ -935,7 +968,9 @@ def test_parse_mobility_header_can_skip_checksum_verification():
     _, _, packet, _, _ = golden_care_of_test()
     raw = bytearray(packet[40:])
     raw[4:6] = b"\x00\x00"
-    header = mh.parse_mobility_header(bytes(raw), pseudo_source=HA, pseudo_destination=COA, verify_checksum=False)
+    header = mh.parse_mobility_header(
+        bytes(raw), pseudo_source=HA, pseudo_destination=COA, verify_checksum=False
+    )
     assert header.message == CareOfTest(7, COOKIE, TOKEN)
     assert header.mh_type is MHType.CARE_OF_TEST
     with pytest.raises(MobilityParseError):

@@ -49,8 +49,13 @@ def option(option_type: int, data: bytes) -> bytes:
     return bytes([option_type, len(data)]) + data
 
 
-def ipv6(next_header: int, payload: bytes, source: bytes = COA, destination: bytes = HA,
-         payload_length: int | None = None) -> bytes:
+def ipv6(
+    next_header: int,
+    payload: bytes,
+    source: bytes = COA,
+    destination: bytes = HA,
+    payload_length: int | None = None,
+) -> bytes:
     length = len(payload) if payload_length is None else payload_length
     return struct.pack("!IHBB", 6 << 28, length, next_header, 64) + source + destination + payload
 
@@ -72,8 +77,14 @@ def rh2(next_header: int = 135, address: bytes = HOA, segments_left: int = 1) ->
     return bytes([next_header, 2, 2, segments_left]) + bytes(4) + address
 
 
-def mh_raw(mh_type: int, fixed: bytes, options: bytes = b"", *, proto: int = 59,
-           header_len: int | None = None) -> bytes:
+def mh_raw(
+    mh_type: int,
+    fixed: bytes,
+    options: bytes = b"",
+    *,
+    proto: int = 59,
+    header_len: int | None = None,
+) -> bytes:
     """Mobility Header with a zero checksum (fix_checksum fills it)."""
     body = bytes([proto, 0, mh_type, 0, 0, 0]) + fixed + options
     if header_len is None:
@@ -205,204 +216,413 @@ CASES: list[Case] = [
     Case("empty", lambda: b"", RejectReason.TRUNCATED_IPV6_HEADER),
     Case("39-octets", lambda: valid_bu()[:39], RejectReason.TRUNCATED_IPV6_HEADER),
     Case("version-4", lambda: b"\x45" + valid_bu()[1:], RejectReason.NOT_IPV6),
-    Case("ethertype-ipv4", lambda: bytes(12) + b"\x08\x00" + valid_bu(), RejectReason.NOT_IPV6,
-         parse=parse_ethernet_frame),
-    Case("frame-13-octets", lambda: bytes(12) + b"\x86", RejectReason.NOT_IPV6,
-         parse=parse_ethernet_frame),
-    Case("payload-length-one-past-end", lambda: valid_bu()[:-1],
-         RejectReason.PAYLOAD_LENGTH_PAST_END),
+    Case(
+        "ethertype-ipv4",
+        lambda: bytes(12) + b"\x08\x00" + valid_bu(),
+        RejectReason.NOT_IPV6,
+        parse=parse_ethernet_frame,
+    ),
+    Case(
+        "frame-13-octets",
+        lambda: bytes(12) + b"\x86",
+        RejectReason.NOT_IPV6,
+        parse=parse_ethernet_frame,
+    ),
+    Case(
+        "payload-length-one-past-end", lambda: valid_bu()[:-1], RejectReason.PAYLOAD_LENGTH_PAST_END
+    ),
     # --- extension header chain
-    Case("dest-opts-6-octets", lambda: ipv6(60, b"\x87\x00\x01\x04\x00\x00"),
-         RejectReason.EXTENSION_HEADER_TRUNCATED, 40),
-    Case("dest-opts-length-past-payload", lambda: ipv6(60, b"\x87\x02" + padn(6)),
-         RejectReason.EXTENSION_HEADER_TRUNCATED, 41),
-    Case("seven-extension-headers", _too_many_headers, RejectReason.TOO_MANY_EXTENSION_HEADERS,
-         40 + 6 * 8),
-    Case("hop-by-hop-after-dest-opts",
-         lambda: ipv6(60, ext_header(0, padn(6)) + ext_header(135, padn(6)) + bu_options(b"")),
-         RejectReason.HOP_BY_HOP_NOT_FIRST, 48),
-    Case("hao-length-15",
-         lambda: ipv6(60, ext_header(135, padn(4) + bytes([0xC9, 15]) + HOA[:15] + b"\x00")
-                      + bu_options(b"")),
-         RejectReason.DESTINATION_OPTION_MALFORMED, 47),
-    Case("padn-overruns-dest-opts", lambda: ipv6(60, b"\x87\x00\x01\x05" + bytes(4)),
-         RejectReason.DESTINATION_OPTION_MALFORMED, 42),
-    Case("unknown-dest-option-10", lambda: mobility_packet_with_dest_option(0x8A),
-         RejectReason.UNKNOWN_DESTINATION_OPTION, 42),
-    Case("unknown-dest-option-01", lambda: mobility_packet_with_dest_option(0x4A),
-         RejectReason.UNKNOWN_DESTINATION_OPTION, 42),
-    Case("unknown-dest-option-11", lambda: mobility_packet_with_dest_option(0xCA),
-         RejectReason.UNKNOWN_DESTINATION_OPTION, 42),
-    Case("two-hao-in-one-header",
-         lambda: ipv6(60, ext_header(135, HAO_BODY + padn(6) + option(0xC9, HOA))
-                      + bu_options(b"")),
-         RejectReason.DUPLICATE_HOME_ADDRESS_OPTION),
-    Case("hao-in-two-dest-opts-headers",
-         lambda: ipv6(60, dest_opts_hao(60) + dest_opts_hao(135) + bu_options(b"")),
-         RejectReason.DUPLICATE_HOME_ADDRESS_OPTION),
-    Case("hao-in-hop-by-hop", lambda: ipv6(0, ext_header(135, HAO_BODY) + bu_options(b"")),
-         RejectReason.DUPLICATE_HOME_ADDRESS_OPTION),
-    Case("routing-type-0-segments-left-1",
-         lambda: ipv6(43, bytes([135, 2, 0, 1]) + bytes(4) + HOA + bu_options(b"")),
-         RejectReason.ROUTING_HEADER_UNSUPPORTED, 42),
-    Case("two-type-2-routing-headers",
-         lambda: ipv6(43, rh2(43) + rh2(135) + bu_options(b""), HA, COA),
-         RejectReason.ROUTING_HEADER_UNSUPPORTED, 64),
-    Case("rh2-segments-left-0", lambda: ipv6(43, rh2(segments_left=0) + bu_options(b"")),
-         RejectReason.ROUTING_HEADER_MALFORMED, 41),
-    Case("rh2-two-addresses",
-         lambda: ipv6(43, bytes([135, 4, 2, 1]) + bytes(4) + HOA + ALT + bu_options(b"")),
-         RejectReason.ROUTING_HEADER_MALFORMED, 41),
-    Case("fragment-header",
-         lambda: ipv6(44, bytes([135, 0, 0, 1, 0, 0, 0, 42]) + bu_options(b"")),
-         RejectReason.FRAGMENTED),
-    Case("fragment-after-hao",
-         lambda: ipv6(60, dest_opts_hao(44) + bytes([135, 0, 0, 0, 0, 0, 0, 1]) + bu_options(b"")),
-         RejectReason.FRAGMENTED),
+    Case(
+        "dest-opts-6-octets",
+        lambda: ipv6(60, b"\x87\x00\x01\x04\x00\x00"),
+        RejectReason.EXTENSION_HEADER_TRUNCATED,
+        40,
+    ),
+    Case(
+        "dest-opts-length-past-payload",
+        lambda: ipv6(60, b"\x87\x02" + padn(6)),
+        RejectReason.EXTENSION_HEADER_TRUNCATED,
+        41,
+    ),
+    Case(
+        "seven-extension-headers",
+        _too_many_headers,
+        RejectReason.TOO_MANY_EXTENSION_HEADERS,
+        40 + 6 * 8,
+    ),
+    Case(
+        "hop-by-hop-after-dest-opts",
+        lambda: ipv6(60, ext_header(0, padn(6)) + ext_header(135, padn(6)) + bu_options(b"")),
+        RejectReason.HOP_BY_HOP_NOT_FIRST,
+        48,
+    ),
+    Case(
+        "hao-length-15",
+        lambda: ipv6(
+            60, ext_header(135, padn(4) + bytes([0xC9, 15]) + HOA[:15] + b"\x00") + bu_options(b"")
+        ),
+        RejectReason.DESTINATION_OPTION_MALFORMED,
+        47,
+    ),
+    Case(
+        "padn-overruns-dest-opts",
+        lambda: ipv6(60, b"\x87\x00\x01\x05" + bytes(4)),
+        RejectReason.DESTINATION_OPTION_MALFORMED,
+        42,
+    ),
+    Case(
+        "unknown-dest-option-10",
+        lambda: mobility_packet_with_dest_option(0x8A),
+        RejectReason.UNKNOWN_DESTINATION_OPTION,
+        42,
+    ),
+    Case(
+        "unknown-dest-option-01",
+        lambda: mobility_packet_with_dest_option(0x4A),
+        RejectReason.UNKNOWN_DESTINATION_OPTION,
+        42,
+    ),
+    Case(
+        "unknown-dest-option-11",
+        lambda: mobility_packet_with_dest_option(0xCA),
+        RejectReason.UNKNOWN_DESTINATION_OPTION,
+        42,
+    ),
+    Case(
+        "two-hao-in-one-header",
+        lambda: ipv6(60, ext_header(135, HAO_BODY + padn(6) + option(0xC9, HOA)) + bu_options(b"")),
+        RejectReason.DUPLICATE_HOME_ADDRESS_OPTION,
+    ),
+    Case(
+        "hao-in-two-dest-opts-headers",
+        lambda: ipv6(60, dest_opts_hao(60) + dest_opts_hao(135) + bu_options(b"")),
+        RejectReason.DUPLICATE_HOME_ADDRESS_OPTION,
+    ),
+    Case(
+        "hao-in-hop-by-hop",
+        lambda: ipv6(0, ext_header(135, HAO_BODY) + bu_options(b"")),
+        RejectReason.DUPLICATE_HOME_ADDRESS_OPTION,
+    ),
+    Case(
+        "routing-type-0-segments-left-1",
+        lambda: ipv6(43, bytes([135, 2, 0, 1]) + bytes(4) + HOA + bu_options(b"")),
+        RejectReason.ROUTING_HEADER_UNSUPPORTED,
+        42,
+    ),
+    Case(
+        "two-type-2-routing-headers",
+        lambda: ipv6(43, rh2(43) + rh2(135) + bu_options(b""), HA, COA),
+        RejectReason.ROUTING_HEADER_UNSUPPORTED,
+        64,
+    ),
+    Case(
+        "rh2-segments-left-0",
+        lambda: ipv6(43, rh2(segments_left=0) + bu_options(b"")),
+        RejectReason.ROUTING_HEADER_MALFORMED,
+        41,
+    ),
+    Case(
+        "rh2-two-addresses",
+        lambda: ipv6(43, bytes([135, 4, 2, 1]) + bytes(4) + HOA + ALT + bu_options(b"")),
+        RejectReason.ROUTING_HEADER_MALFORMED,
+        41,
+    ),
+    Case(
+        "fragment-header",
+        lambda: ipv6(44, bytes([135, 0, 0, 1, 0, 0, 0, 42]) + bu_options(b"")),
+        RejectReason.FRAGMENTED,
+    ),
+    Case(
+        "fragment-after-hao",
+        lambda: ipv6(60, dest_opts_hao(44) + bytes([135, 0, 0, 0, 0, 0, 0, 1]) + bu_options(b"")),
+        RejectReason.FRAGMENTED,
+    ),
     # --- not a (decoded) Mobility Header
-    Case("icmpv6", lambda: ipv6(58, bytes([128, 0, 0, 0, 0, 1, 0, 1])),
-         RejectReason.NOT_MOBILITY_HEADER),
+    Case(
+        "icmpv6",
+        lambda: ipv6(58, bytes([128, 0, 0, 0, 0, 1, 0, 1])),
+        RejectReason.NOT_MOBILITY_HEADER,
+    ),
     Case("no-next-header", lambda: ipv6(59, b""), RejectReason.NOT_MOBILITY_HEADER),
-    Case("tcp-after-hao", lambda: ipv6(60, dest_opts_hao(6) + bytes(20)),
-         RejectReason.NOT_MOBILITY_HEADER),
+    Case(
+        "tcp-after-hao",
+        lambda: ipv6(60, dest_opts_hao(6) + bytes(20)),
+        RejectReason.NOT_MOBILITY_HEADER,
+    ),
     # MH types 0, 1, 3 (BRR, HoTI, HoT) are known to RFC 6275 (no Binding
     # Error) but never decoded by a DAR.
-    Case("binding-refresh-request", lambda: mobility_packet(mh_raw(0, b"\x00\x00")),
-         RejectReason.NOT_MOBILITY_HEADER, 40 + 24 + 2),
-    Case("home-test-init", lambda: mobility_packet(mh_raw(1, bytes(10))),
-         RejectReason.NOT_MOBILITY_HEADER),
-    Case("home-test", lambda: mobility_packet(mh_raw(3, bytes(18))),
-         RejectReason.NOT_MOBILITY_HEADER),
+    Case(
+        "binding-refresh-request",
+        lambda: mobility_packet(mh_raw(0, b"\x00\x00")),
+        RejectReason.NOT_MOBILITY_HEADER,
+        40 + 24 + 2,
+    ),
+    Case(
+        "home-test-init",
+        lambda: mobility_packet(mh_raw(1, bytes(10))),
+        RejectReason.NOT_MOBILITY_HEADER,
+    ),
+    Case(
+        "home-test", lambda: mobility_packet(mh_raw(3, bytes(18))), RejectReason.NOT_MOBILITY_HEADER
+    ),
     # --- Mobility Header framing
     Case("mh-5-octets", lambda: ipv6(135, bytes([59, 1, 5, 0, 0])), RejectReason.MH_TRUNCATED, 40),
     Case("mh-empty-after-hao", lambda: ipv6(60, dest_opts_hao()), RejectReason.MH_TRUNCATED, 64),
-    Case("header-len-one-unit-too-many",
-         lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(4), header_len=2)),
-         RejectReason.HEADER_LEN_PAST_END, 65),
+    Case(
+        "header-len-one-unit-too-many",
+        lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(4), header_len=2)),
+        RejectReason.HEADER_LEN_PAST_END,
+        65,
+    ),
     Case("mh-1032-octets", _oversized_bu, RejectReason.OVERSIZED, 65),
     # --- RFC 6275 §9.2 checks, in order
-    Case("bu-checksum-with-coa-not-hoa", _bu_checksum_with_coa_instead_of_hoa,
-         RejectReason.BAD_CHECKSUM, 68),
-    Case("ba-checksum-with-coa-not-rh2-hoa", _ba_checksum_with_ipv6_destination_instead_of_rh2,
-         RejectReason.BAD_CHECKSUM, 68),
+    Case(
+        "bu-checksum-with-coa-not-hoa",
+        _bu_checksum_with_coa_instead_of_hoa,
+        RejectReason.BAD_CHECKSUM,
+        68,
+    ),
+    Case(
+        "ba-checksum-with-coa-not-rh2-hoa",
+        _ba_checksum_with_ipv6_destination_instead_of_rh2,
+        RejectReason.BAD_CHECKSUM,
+        68,
+    ),
     Case("bit-flip-after-checksum", _bit_flip_after_checksum, RejectReason.BAD_CHECKSUM, 68),
-    Case("mh-type-8", lambda: mobility_packet(mh_raw(8, bytes(10))),
-         RejectReason.UNKNOWN_MH_TYPE, 66),
-    Case("mh-type-255", lambda: mobility_packet(mh_raw(255, bytes(2)), hao=False),
-         RejectReason.UNKNOWN_MH_TYPE, 42),
+    Case(
+        "mh-type-8", lambda: mobility_packet(mh_raw(8, bytes(10))), RejectReason.UNKNOWN_MH_TYPE, 66
+    ),
+    Case(
+        "mh-type-255",
+        lambda: mobility_packet(mh_raw(255, bytes(2)), hao=False),
+        RejectReason.UNKNOWN_MH_TYPE,
+        42,
+    ),
     # Parameter Problem pointer = Payload Proto field, counted from the IPv6 header.
-    Case("bu-payload-proto-6-after-hao",
-         lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(4), proto=6)),
-         RejectReason.PAYLOAD_PROTO_NOT_NONE, 64),
-    Case("be-payload-proto-58-no-ext-header",
-         lambda: mobility_packet(mh_raw(7, b"\x01\x00" + HOA, proto=58), hao=False),
-         RejectReason.PAYLOAD_PROTO_NOT_NONE, 40),
-    Case("ba-payload-proto-0-after-rh2",
-         lambda: mobility_packet(mh_raw(6, bytes(6), padn(4), proto=0), hao=False, routing=True),
-         RejectReason.PAYLOAD_PROTO_NOT_NONE, 64),
-    Case("payload-proto-17-after-rh2-and-hao",
-         lambda: mobility_packet(mh_raw(4, bytes(18), proto=17), routing=True),
-         RejectReason.PAYLOAD_PROTO_NOT_NONE, 88),
+    Case(
+        "bu-payload-proto-6-after-hao",
+        lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(4), proto=6)),
+        RejectReason.PAYLOAD_PROTO_NOT_NONE,
+        64,
+    ),
+    Case(
+        "be-payload-proto-58-no-ext-header",
+        lambda: mobility_packet(mh_raw(7, b"\x01\x00" + HOA, proto=58), hao=False),
+        RejectReason.PAYLOAD_PROTO_NOT_NONE,
+        40,
+    ),
+    Case(
+        "ba-payload-proto-0-after-rh2",
+        lambda: mobility_packet(mh_raw(6, bytes(6), padn(4), proto=0), hao=False, routing=True),
+        RejectReason.PAYLOAD_PROTO_NOT_NONE,
+        64,
+    ),
+    Case(
+        "payload-proto-17-after-rh2-and-hao",
+        lambda: mobility_packet(mh_raw(4, bytes(18), proto=17), routing=True),
+        RejectReason.PAYLOAD_PROTO_NOT_NONE,
+        88,
+    ),
     # Parameter Problem pointer = Header Len field.
-    Case("bu-header-len-0", lambda: mobility_packet(mh_raw(5, bytes(2))),
-         RejectReason.HEADER_LEN_TOO_SHORT, 65),
-    Case("ba-header-len-0", lambda: mobility_packet(mh_raw(6, bytes(2)), hao=False, routing=True),
-         RejectReason.HEADER_LEN_TOO_SHORT, 65),
-    Case("be-header-len-1", lambda: mobility_packet(mh_raw(7, bytes(10)), hao=False),
-         RejectReason.HEADER_LEN_TOO_SHORT, 41),
-    Case("coti-header-len-0", lambda: mobility_packet(mh_raw(2, bytes(2)), hao=False),
-         RejectReason.HEADER_LEN_TOO_SHORT, 41),
-    Case("cot-header-len-1", lambda: mobility_packet(mh_raw(4, bytes(10)), hao=False),
-         RejectReason.HEADER_LEN_TOO_SHORT, 41),
-    Case("hoti-header-len-0", lambda: mobility_packet(mh_raw(1, bytes(2))),
-         RejectReason.HEADER_LEN_TOO_SHORT, 65),
-    Case("hot-header-len-1", lambda: mobility_packet(mh_raw(3, bytes(10)), routing=True),
-         RejectReason.HEADER_LEN_TOO_SHORT, 89),
+    Case(
+        "bu-header-len-0",
+        lambda: mobility_packet(mh_raw(5, bytes(2))),
+        RejectReason.HEADER_LEN_TOO_SHORT,
+        65,
+    ),
+    Case(
+        "ba-header-len-0",
+        lambda: mobility_packet(mh_raw(6, bytes(2)), hao=False, routing=True),
+        RejectReason.HEADER_LEN_TOO_SHORT,
+        65,
+    ),
+    Case(
+        "be-header-len-1",
+        lambda: mobility_packet(mh_raw(7, bytes(10)), hao=False),
+        RejectReason.HEADER_LEN_TOO_SHORT,
+        41,
+    ),
+    Case(
+        "coti-header-len-0",
+        lambda: mobility_packet(mh_raw(2, bytes(2)), hao=False),
+        RejectReason.HEADER_LEN_TOO_SHORT,
+        41,
+    ),
+    Case(
+        "cot-header-len-1",
+        lambda: mobility_packet(mh_raw(4, bytes(10)), hao=False),
+        RejectReason.HEADER_LEN_TOO_SHORT,
+        41,
+    ),
+    Case(
+        "hoti-header-len-0",
+        lambda: mobility_packet(mh_raw(1, bytes(2))),
+        RejectReason.HEADER_LEN_TOO_SHORT,
+        65,
+    ),
+    Case(
+        "hot-header-len-1",
+        lambda: mobility_packet(mh_raw(3, bytes(10)), routing=True),
+        RejectReason.HEADER_LEN_TOO_SHORT,
+        89,
+    ),
     # --- mobility options (§6.2, RFC 4866 §5)
-    Case("option-type-is-last-octet",
-         lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(3) + b"\x1e")),
-         RejectReason.OPTION_TRUNCATED, 64 + 15),
-    Case("option-length-overruns-mh",
-         lambda: mobility_packet(mh_raw(5, BU_FIXED, b"\x1e\x05\x00\x00")),
-         RejectReason.OPTION_TRUNCATED, 64 + 13),
-    Case("nonce-indices-length-6",
-         lambda: mobility_packet(bu_options(option(4, bytes(6)))), RejectReason.OPTION_LENGTH_INVALID,
-         64 + 13),
-    Case("bad-length-16",  # scapy's MIP6OptBindingAuthData default olen is 16
-         lambda: mobility_packet(bu_options(padn(6) + option(5, bytes(16)))),
-         RejectReason.OPTION_LENGTH_INVALID),
-    Case("alternate-coa-length-8",
-         lambda: mobility_packet(bu_options(padn(2) + option(3, bytes(8)))),
-         RejectReason.OPTION_LENGTH_INVALID),
-    Case("cga-parameters-request-length-1",
-         lambda: mobility_packet(bu_options(option(11, b"\x00"))),
-         RejectReason.OPTION_LENGTH_INVALID),
-    Case("care-of-test-init-length-2",
-         lambda: mobility_packet(bu_options(option(15, b"\x00\x00"))),
-         RejectReason.OPTION_LENGTH_INVALID),
-    Case("care-of-test-length-7",
-         lambda: mobility_packet(bu_options(option(16, bytes(7)))),
-         RejectReason.OPTION_LENGTH_INVALID),
-    Case("binding-refresh-advice-length-4",
-         lambda: mobility_packet(bu_options(option(2, bytes(4)))),
-         RejectReason.OPTION_LENGTH_INVALID),
-    Case("empty-phkt", lambda: mobility_packet(bu_options(option(14, b""))),
-         RejectReason.OPTION_LENGTH_INVALID),
-    Case("mh-padn-non-zero", lambda: mobility_packet(mh_raw(5, BU_FIXED, b"\x01\x02\x00\x01")),
-         RejectReason.PADDING_NOT_ZERO),
-    Case("dest-opts-padn-non-zero",
-         lambda: ipv6(60, ext_header(135, b"\x01\x02\x00\x80" + option(0xC9, HOA))
-                      + bu_options(b"")),
-         RejectReason.PADDING_NOT_ZERO),
-    Case("two-nonce-indices",
-         lambda: mobility_packet(bu_options(option(4, bytes(4)) + option(4, bytes(4)))),
-         RejectReason.DUPLICATE_OPTION, 64 + 18),
-    Case("two-alternate-coa",
-         lambda: mobility_packet(bu_options(padn(2) + option(3, ALT) + padn(6) + option(3, COA))),
-         RejectReason.DUPLICATE_OPTION),
-    Case("two-cga-parameters-requests",
-         lambda: mobility_packet(bu_options(option(11, b"") + option(11, b""))),
-         RejectReason.DUPLICATE_OPTION),
-    Case("two-signatures",
-         lambda: mobility_packet(bu_options(option(12, b"cga") + SIGNATURE + SIGNATURE)),
-         RejectReason.DUPLICATE_OPTION),
-    Case("two-phkt", lambda: mobility_packet(bu_options(option(14, b"a") + option(14, b"b"))),
-         RejectReason.DUPLICATE_OPTION),
-    Case("bad-then-padn",
-         lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(6) + option(5, AUTH) + padn(8))),
-         RejectReason.AUTHORIZATION_DATA_NOT_LAST, 64 + 32),
-    Case("bad-then-pad1s",
-         lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(6) + option(5, AUTH) + bytes(8))),
-         RejectReason.AUTHORIZATION_DATA_NOT_LAST, 64 + 32),
-    Case("bad-then-nonce-indices",
-         lambda: mobility_packet(
-             mh_raw(5, BU_FIXED, padn(6) + option(5, AUTH) + option(4, bytes(4)) + padn(2))),
-         RejectReason.AUTHORIZATION_DATA_NOT_LAST),
-    Case("cga-signature-cga",
-         lambda: mobility_packet(bu_options(option(12, b"abc") + SIGNATURE + option(12, b"d"))),
-         RejectReason.CGA_PARAMETERS_NOT_CONTIGUOUS),
-    Case("cga-200-then-cga",
-         lambda: mobility_packet(
-             bu_options(option(12, bytes(200)) + option(12, bytes(10)) + SIGNATURE)),
-         RejectReason.CGA_PARAMETERS_FRAGMENT_SIZE, 64 + 12 + 202),
-    Case("cga-766-octets",
-         lambda: mobility_packet(bu_options(CGA_255 * 3 + option(12, b"x") + SIGNATURE)),
-         RejectReason.CGA_PARAMETERS_TOO_LONG),
-    Case("signature-without-cga",
-         lambda: mobility_packet(bu_options(SIGNATURE)),
-         RejectReason.SIGNATURE_NOT_AFTER_CGA_PARAMETERS, 64 + 12),
-    Case("signature-after-nonce-indices",
-         lambda: mobility_packet(bu_options(option(4, bytes(4)) + SIGNATURE)),
-         RejectReason.SIGNATURE_NOT_AFTER_CGA_PARAMETERS),
-    Case("cga-padn-cga",
-         lambda: mobility_packet(bu_options(CGA_255 + padn(2) + option(12, b"x") + SIGNATURE)),
-         RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE, 64 + 12 + 257),
-    Case("cga-nonce-signature",
-         lambda: mobility_packet(bu_options(option(12, b"ab") + option(4, bytes(4)) + SIGNATURE)),
-         RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE),
-    Case("cga-ends-the-message",
-         lambda: mobility_packet(mh_raw(5, BU_FIXED, option(12, b"ab"))),
-         RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE, 64 + 16),
+    Case(
+        "option-type-is-last-octet",
+        lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(3) + b"\x1e")),
+        RejectReason.OPTION_TRUNCATED,
+        64 + 15,
+    ),
+    Case(
+        "option-length-overruns-mh",
+        lambda: mobility_packet(mh_raw(5, BU_FIXED, b"\x1e\x05\x00\x00")),
+        RejectReason.OPTION_TRUNCATED,
+        64 + 13,
+    ),
+    Case(
+        "nonce-indices-length-6",
+        lambda: mobility_packet(bu_options(option(4, bytes(6)))),
+        RejectReason.OPTION_LENGTH_INVALID,
+        64 + 13,
+    ),
+    Case(
+        "bad-length-16",  # scapy's MIP6OptBindingAuthData default olen is 16
+        lambda: mobility_packet(bu_options(padn(6) + option(5, bytes(16)))),
+        RejectReason.OPTION_LENGTH_INVALID,
+    ),
+    Case(
+        "alternate-coa-length-8",
+        lambda: mobility_packet(bu_options(padn(2) + option(3, bytes(8)))),
+        RejectReason.OPTION_LENGTH_INVALID,
+    ),
+    Case(
+        "cga-parameters-request-length-1",
+        lambda: mobility_packet(bu_options(option(11, b"\x00"))),
+        RejectReason.OPTION_LENGTH_INVALID,
+    ),
+    Case(
+        "care-of-test-init-length-2",
+        lambda: mobility_packet(bu_options(option(15, b"\x00\x00"))),
+        RejectReason.OPTION_LENGTH_INVALID,
+    ),
+    Case(
+        "care-of-test-length-7",
+        lambda: mobility_packet(bu_options(option(16, bytes(7)))),
+        RejectReason.OPTION_LENGTH_INVALID,
+    ),
+    Case(
+        "binding-refresh-advice-length-4",
+        lambda: mobility_packet(bu_options(option(2, bytes(4)))),
+        RejectReason.OPTION_LENGTH_INVALID,
+    ),
+    Case(
+        "empty-phkt",
+        lambda: mobility_packet(bu_options(option(14, b""))),
+        RejectReason.OPTION_LENGTH_INVALID,
+    ),
+    Case(
+        "mh-padn-non-zero",
+        lambda: mobility_packet(mh_raw(5, BU_FIXED, b"\x01\x02\x00\x01")),
+        RejectReason.PADDING_NOT_ZERO,
+    ),
+    Case(
+        "dest-opts-padn-non-zero",
+        lambda: ipv6(
+            60, ext_header(135, b"\x01\x02\x00\x80" + option(0xC9, HOA)) + bu_options(b"")
+        ),
+        RejectReason.PADDING_NOT_ZERO,
+    ),
+    Case(
+        "two-nonce-indices",
+        lambda: mobility_packet(bu_options(option(4, bytes(4)) + option(4, bytes(4)))),
+        RejectReason.DUPLICATE_OPTION,
+        64 + 18,
+    ),
+    Case(
+        "two-alternate-coa",
+        lambda: mobility_packet(bu_options(padn(2) + option(3, ALT) + padn(6) + option(3, COA))),
+        RejectReason.DUPLICATE_OPTION,
+    ),
+    Case(
+        "two-cga-parameters-requests",
+        lambda: mobility_packet(bu_options(option(11, b"") + option(11, b""))),
+        RejectReason.DUPLICATE_OPTION,
+    ),
+    Case(
+        "two-signatures",
+        lambda: mobility_packet(bu_options(option(12, b"cga") + SIGNATURE + SIGNATURE)),
+        RejectReason.DUPLICATE_OPTION,
+    ),
+    Case(
+        "two-phkt",
+        lambda: mobility_packet(bu_options(option(14, b"a") + option(14, b"b"))),
+        RejectReason.DUPLICATE_OPTION,
+    ),
+    Case(
+        "bad-then-padn",
+        lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(6) + option(5, AUTH) + padn(8))),
+        RejectReason.AUTHORIZATION_DATA_NOT_LAST,
+        64 + 32,
+    ),
+    Case(
+        "bad-then-pad1s",
+        lambda: mobility_packet(mh_raw(5, BU_FIXED, padn(6) + option(5, AUTH) + bytes(8))),
+        RejectReason.AUTHORIZATION_DATA_NOT_LAST,
+        64 + 32,
+    ),
+    Case(
+        "bad-then-nonce-indices",
+        lambda: mobility_packet(
+            mh_raw(5, BU_FIXED, padn(6) + option(5, AUTH) + option(4, bytes(4)) + padn(2))
+        ),
+        RejectReason.AUTHORIZATION_DATA_NOT_LAST,
+    ),
+    Case(
+        "cga-signature-cga",
+        lambda: mobility_packet(bu_options(option(12, b"abc") + SIGNATURE + option(12, b"d"))),
+        RejectReason.CGA_PARAMETERS_NOT_CONTIGUOUS,
+    ),
+    Case(
+        "cga-200-then-cga",
+        lambda: mobility_packet(
+            bu_options(option(12, bytes(200)) + option(12, bytes(10)) + SIGNATURE)
+        ),
+        RejectReason.CGA_PARAMETERS_FRAGMENT_SIZE,
+        64 + 12 + 202,
+    ),
+    Case(
+        "cga-766-octets",
+        lambda: mobility_packet(bu_options(CGA_255 * 3 + option(12, b"x") + SIGNATURE)),
+        RejectReason.CGA_PARAMETERS_TOO_LONG,
+    ),
+    Case(
+        "signature-without-cga",
+        lambda: mobility_packet(bu_options(SIGNATURE)),
+        RejectReason.SIGNATURE_NOT_AFTER_CGA_PARAMETERS,
+        64 + 12,
+    ),
+    Case(
+        "signature-after-nonce-indices",
+        lambda: mobility_packet(bu_options(option(4, bytes(4)) + SIGNATURE)),
+        RejectReason.SIGNATURE_NOT_AFTER_CGA_PARAMETERS,
+    ),
+    Case(
+        "cga-padn-cga",
+        lambda: mobility_packet(bu_options(CGA_255 + padn(2) + option(12, b"x") + SIGNATURE)),
+        RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE,
+        64 + 12 + 257,
+    ),
+    Case(
+        "cga-nonce-signature",
+        lambda: mobility_packet(bu_options(option(12, b"ab") + option(4, bytes(4)) + SIGNATURE)),
+        RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE,
+    ),
+    Case(
+        "cga-ends-the-message",
+        lambda: mobility_packet(mh_raw(5, BU_FIXED, option(12, b"ab"))),
+        RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE,
+        64 + 16,
+    ),
 ]
 
 
@@ -556,7 +776,9 @@ def test_every_prefix_of_a_valid_bu_is_rejected_as_past_the_end():
         with pytest.raises(MobilityParseError) as info:
             parse_ipv6_packet(packet[:length])
         expected = (
-            RejectReason.TRUNCATED_IPV6_HEADER if length < 40 else RejectReason.PAYLOAD_LENGTH_PAST_END
+            RejectReason.TRUNCATED_IPV6_HEADER
+            if length < 40
+            else RejectReason.PAYLOAD_LENGTH_PAST_END
         )
         assert info.value.reason is expected, length
 
