@@ -31,7 +31,7 @@ help:
 	@echo "make system-deps  apt-get install missing: $(SYSTEM_PKGS)"
 	@echo "make test         run pytest (PYTEST_ARGS='...' to pass options)"
 	@echo "make lint         ruff check + mypy"
-	@echo "make demo         write build/demo.pcap and build/keys, decode with tshark if present"
+	@echo "make demo         in-process FAMA exchange, build/demo.pcap + build/keys, tshark summary"
 	@echo "make bench        run benchmarks/bench_core.py"
 	@echo "make clean        remove $(VENV) and build/"
 
@@ -87,11 +87,8 @@ lint: venv
 demo: venv system-deps
 	@mkdir -p build
 	$(VENV)/bin/fama demo --pcap build/demo.pcap --keys-out build/keys
-	@if command -v tshark >/dev/null 2>&1; then \
-	  tshark -r build/demo.pcap -V -Y mip6; \
-	else \
-	  echo "demo: tshark not found, skipping decode of build/demo.pcap"; \
-	fi
+	@echo "== tshark's independent decode of build/demo.pcap (details: tshark -r build/demo.pcap -O mipv6)"
+	@tshark -r build/demo.pcap -Y mipv6 2>/dev/null
 
 bench: venv
 	$(VPY) benchmarks/bench_core.py

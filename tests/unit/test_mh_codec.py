@@ -584,7 +584,7 @@ def test_cga_parameters_are_split_in_255_byte_options_followed_by_signature(cga_
     assert len(cga_options) == -(-cga_len // 255)
     # contiguous: the CGA options are the first options and each starts where the previous ends
     assert [o[0] for o in options] == [12] * len(cga_options) + [13]
-    for previous, following in zip(options, options[1:]):
+    for previous, following in zip(options, options[1:], strict=False):
         assert following[1] == previous[1] + 2 + previous[2]
     assert b"".join(raw[o[1] + 2 : o[1] + 2 + o[2]] for o in cga_options) == cga
     parsed = parse_ipv6_packet(packet)
@@ -848,7 +848,7 @@ def test_ethernet_frame_round_trip():
 
 
 def test_ethernet_padding_beyond_ipv6_payload_length_is_ignored():
-    """Short frames are padded to 60 octets (plus FCS); the IPv6 Payload Length bounds the packet."""
+    """Frames are padded to 60 octets (plus FCS); IPv6 Payload Length bounds the packet."""
     message, _, packet, _, _ = golden_care_of_test_init()
     assert len(packet) == 56
     frame = build_ethernet_frame(MAC_MN, MAC_DAR, packet) + bytes(4) + b"\xde\xad\xbe\xef"
