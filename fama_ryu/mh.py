@@ -670,6 +670,12 @@ def _parse_options(
                 pointer_base + position,
             )
         if option_type == _PAD1:
+            if previous_type == _CGA_PARAMETERS:
+                raise MobilityParseError(
+                    RejectReason.CGA_PARAMETERS_WITHOUT_SIGNATURE,
+                    "Pad1 follows CGA Parameters",
+                    pointer_base + position,
+                )
             position += 1
             previous_type = option_type
             continue
@@ -832,10 +838,12 @@ def encode_mobility_header(
     up to the last CGA Parameters option (checksum zero, P6) and must return
     ``signature_len`` bytes; ``authenticator`` receives the MH data up to the
     Authenticator (checksum zero, P9) and returns 12 bytes.  An explicit
-    ``options.signature`` / ``options.authenticator`` is written as given.
+    ``options.signature`` / ``options.authenticator`` is written as given;
+    option values the decoder would reject raise ValueError.
     """
     mh_type = message_type(message)
     options = message.options
+    _check_encodable(options)
     buffer = bytearray(struct.pack("!BBBBH", IPPROTO_NONE, 0, mh_type, 0, 0))
     buffer += _encode_body(message)
     writer = _OptionWriter(buffer)
@@ -897,6 +905,31 @@ def encode_mobility_header(
     return bytes(buffer)
 
 
+def _check_encodable(options: MobilityOptions) -> None:
+    """Refuse option values the decoder would reject: never emit a bad packet."""
+    if options.alternate_coa is not None:
+        _address(options.alternate_coa)
+    if options.care_of_keygen_token is not None:
+        _fixed(options.care_of_keygen_token, 8, "care-of keygen token")
+    if options.permanent_home_keygen_token is not None and not options.permanent_home_keygen_token:
+        raise ValueError("an empty PHKT option is invalid (RFC 4866 §5.3)")
+    if options.cga_parameters is not None and not options.cga_parameters:
+        raise ValueError("CGA Parameters must not be empty")
+    if options.signature is not None and options.cga_parameters is None:
+        raise ValueError("a Signature option follows CGA Parameters (RFC 4866 §4.5)")
+    if options.nonce_indices is not None:
+        for index in options.nonce_indices:
+            _uint(index, 16, "nonce index")
+    if options.binding_refresh_interval_units is not None:
+        _uint(options.binding_refresh_interval_units, 16, "binding refresh interval")
+
+
+def _uint(value: int, bits: int, name: str) -> int:
+    if not 0 <= value < 1 << bits:
+        raise ValueError(f"{name} {value} does not fit {bits} bits")
+    return value
+
+
 def _encode_body(message: MobilityMessage) -> bytes:
     if isinstance(message, BindingUpdate):
         flags = (
@@ -905,16 +938,29 @@ def _encode_body(message: MobilityMessage) -> bytes:
             | (0x2000 if message.link_local_compat else 0)
             | (0x1000 if message.key_management else 0)
         )
-        return struct.pack("!HHH", message.sequence, flags, message.lifetime_units)
+        return struct.pack(
+            "!HHH",
+            _uint(message.sequence, 16, "sequence number"),
+            flags,
+            _uint(message.lifetime_units, 16, "lifetime"),
+        )
     if isinstance(message, BindingAck):
         flags = 0x80 if message.key_management else 0
-        return struct.pack("!BBHH", message.status, flags, message.sequence, message.lifetime_units)
+        return struct.pack(
+            "!BBHH",
+            _uint(message.status, 8, "status"),
+            flags,
+            _uint(message.sequence, 16, "sequence number"),
+            _uint(message.lifetime_units, 16, "lifetime"),
+        )
     if isinstance(message, BindingError):
-        return struct.pack("!BB", message.status, 0) + _address(message.home_address)
+        return struct.pack("!BB", _uint(message.status, 8, "status"), 0) + _address(
+            message.home_address
+        )
     if isinstance(message, CareOfTestInit):
         return b"\x00\x00" + _fixed(message.cookie, 8, "cookie")
     return (
-        struct.pack("!H", message.nonce_index)
+        struct.pack("!H", _uint(message.nonce_index, 16, "nonce index"))
         + _fixed(message.cookie, 8, "cookie")
         + _fixed(message.keygen_token, 8, "keygen token")
     )

@@ -25,14 +25,16 @@ Rules applied here, beyond the FAMA profile (P-numbers) and RFC 6275:
   transmission: each retransmission carries a new number, and a BA for an
   earlier CGA-signed transmission may deliver a PHKT the HDAR has already
   replaced.  An acceptance must carry a verifying authenticator (plus, after
-  a CGA-signed BU, the PHKT it is keyed with).  Status 135 carries the HDAR's
-  last accepted number rather than ours, so it is believed only when its
-  authenticator verifies with the PHKT held; while no PHKT is held it cannot
-  be authenticated, so it only sets the number the next scheduled
-  retransmission uses and triggers nothing (a forged one costs no signature
-  and no packet).  Status 147 and other rejections are believed on the
-  sequence match, since the HDAR may have no key to authenticate them with,
-  but an authenticator they carry must verify when a PHKT is held.  147 to a
+  a CGA-signed BU, the PHKT it is keyed with).  Rejections may come without
+  one (the HDAR may hold no key; this project's HDAR authenticates none), so
+  they are believed on the sequence match, but an authenticator they carry
+  must verify when a PHKT is held.  Status 135 carries the HDAR's last
+  accepted number rather than ours, so it cannot be matched at all: it is
+  believed (RFC 6275 §11.7.3 would ignore it unauthenticated, leaving an MN
+  whose number fell behind a tombstone stuck) and answered by a new BU at
+  once, unless the outstanding BU was itself sent in answer to a 135; the
+  new BU keeps the back-off timeout.  Forged 135s can thus at most double
+  the BU rate and cannot keep an entry from failing.  147 to a
   PHKT-authenticated BU drops the PHKT and sends a CGA-signed BU at once;
   any other rejection (147 to a CGA-signed BU included) fails the entry.  A
   BA that fails these checks is ignored and the BU stays outstanding.
@@ -216,6 +218,7 @@ class _Transmission:
     lifetime_units: int
     sent_at: float
     timeout_s: float
+    prompted_by_135: bool  # sent at once in answer to a status 135
 
     @property
     def retransmit_at(self) -> float:
@@ -259,6 +262,15 @@ def _authenticator_problem(
     if auth.authenticator_matches(expected, received):
         return None
     return IgnoreReason.BAD_AUTHENTICATOR
+
+
+def _carried_authenticator_problem(
+    entry: _Entry, sent: _Transmission, packet: mh.MobilityPacket
+) -> IgnoreReason | None:
+    """A BA that may come unauthenticated (a rejection) must not carry a wrong authenticator."""
+    if entry.phkt is None or packet.message.options.authenticator is None:
+        return None
+    return _authenticator_problem(packet, entry.hdar, sent.first_address, entry.phkt)
 
 
 def _check_address(name: str, address: bytes) -> None:
@@ -419,10 +431,9 @@ class BindingUpdateList:
             return AckOutcome(
                 AckResult.PHKT_UNAVAILABLE, entry.hoa, entry.hdar, ba.status, packet=bu
             )
-        if entry.phkt is not None and ba.options.authenticator is not None:
-            problem = _authenticator_problem(packet, entry.hdar, sent.first_address, entry.phkt)
-            if problem is not None:
-                return problem
+        problem = _carried_authenticator_problem(entry, sent, packet)
+        if problem is not None:
+            return problem
         return self._fail(entry, ba.status)
 
     def _accept(
@@ -475,15 +486,14 @@ class BindingUpdateList:
         now: float,
     ) -> AckOutcome | IgnoreReason:
         """Status 135: the BA carries the HDAR's last accepted sequence number."""
-        if entry.phkt is None:
-            # Unauthenticatable: affect only the next scheduled retransmission.
-            entry.last_sequence = ba.sequence
-            return AckOutcome(AckResult.RESYNCHRONIZED, entry.hoa, entry.hdar, ba.status)
-        problem = _authenticator_problem(packet, entry.hdar, sent.first_address, entry.phkt)
+        problem = _carried_authenticator_problem(entry, sent, packet)
         if problem is not None:
             return problem
         entry.last_sequence = ba.sequence
-        bu = self._transmit(entry, now, self._initial_timeout_s(entry, now))
+        if sent.prompted_by_135:
+            # Only the next scheduled retransmission uses the new number.
+            return AckOutcome(AckResult.RESYNCHRONIZED, entry.hoa, entry.hdar, ba.status)
+        bu = self._transmit(entry, now, sent.timeout_s, prompted_by_135=True)
         return AckOutcome(AckResult.RESYNCHRONIZED, entry.hoa, entry.hdar, ba.status, packet=bu)
 
     def _fail(self, entry: _Entry, status: int) -> AckOutcome:
@@ -539,7 +549,9 @@ class BindingUpdateList:
             return entry.refresh_at
         return None
 
-    def _transmit(self, entry: _Entry, now: float, timeout_s: float) -> bytes:
+    def _transmit(
+        self, entry: _Entry, now: float, timeout_s: float, *, prompted_by_135: bool = False
+    ) -> bytes:
         """Build the entry's next BU with a fresh sequence number and record it."""
         sequence = (entry.last_sequence + 1) % SEQUENCE_SPACE
         deregistering = entry.state is BindingState.DEREGISTERING
@@ -594,5 +606,6 @@ class BindingUpdateList:
             lifetime_units=lifetime_units,
             sent_at=now,
             timeout_s=timeout_s,
+            prompted_by_135=prompted_by_135,
         )
         return packet

@@ -23,6 +23,7 @@ import ipaddress
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -220,7 +221,7 @@ class MobileNode:
         *,
         care_of_token: bytes | None = None,
         nonce_index: int | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> bytes:
         """A CGA BU (P6); with a care-of token also authorization data (P13)."""
         if care_of_token is not None:
@@ -228,7 +229,7 @@ class MobileNode:
             kwargs.setdefault("auth_key", kbm(None, care_of_token))
             kwargs.setdefault("nonce_indices", (0, nonce_index))
         return self.binding_update(
-            sequence, source=coa, lifetime_units=lifetime_units, with_cga=True, **kwargs  # type: ignore[arg-type]
+            sequence, source=coa, lifetime_units=lifetime_units, with_cga=True, **kwargs
         )
 
     def phkt_bu(
@@ -240,7 +241,7 @@ class MobileNode:
         phkt: bytes | None = None,
         care_of_token: bytes | None = None,
         nonce_index: int | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> bytes:
         """A later BU authenticated with Kbm = SHA1(PHKT [| care-of token]) (P9, P13)."""
         token = phkt if phkt is not None else self.phkt
@@ -248,9 +249,7 @@ class MobileNode:
         if nonce_index is not None:
             kwargs.setdefault("nonce_indices", (0, nonce_index))
         kwargs.setdefault("auth_key", kbm(token, care_of_token))
-        return self.binding_update(
-            sequence, source=coa, lifetime_units=lifetime_units, **kwargs  # type: ignore[arg-type]
-        )
+        return self.binding_update(sequence, source=coa, lifetime_units=lifetime_units, **kwargs)
 
     def deregistration(
         self,
@@ -259,7 +258,7 @@ class MobileNode:
         *,
         lifetime_units: int = 0,
         phkt: bytes | None = None,
-        **kwargs: object,
+        **kwargs: Any,
     ) -> bytes:
         """P11: lifetime 0 from ``coa``; or, without ``coa``, a BU sent from
         the HoA itself without a Home Address option (RFC 6275 §10.3.2)."""

@@ -368,9 +368,7 @@ def test_129_home_registration_flag_clear_without_binding(
     assert len(agent.cache) == 0
 
 
-def test_139_home_registration_flag_clear_with_binding(
-    agent: HomeAgent, node: MobileNode
-) -> None:
+def test_139_home_registration_flag_clear_with_binding(agent: HomeAgent, node: MobileNode) -> None:
     """RFC 6275 §9.5.1: H differs from the cached home registration -> 139."""
     register(agent, node, 10)
     before = cache_state(agent.cache)
@@ -546,7 +544,9 @@ def with_signature(packet: bytes, signature: bytes, **changes: object) -> bytes:
     assert isinstance(bu, mh.BindingUpdate)
     forged = mh.with_options(replace(bu, **changes), signature=signature)  # type: ignore[arg-type]
     return mh.build_packet(
-        forged, source=parsed.source, destination=parsed.destination,
+        forged,
+        source=parsed.source,
+        destination=parsed.destination,
         home_address=parsed.home_address,
     )
 
@@ -612,9 +612,7 @@ def test_148_undecodable_cga_parameters(agent: HomeAgent, node: MobileNode) -> N
     good = node.first_bu(10, COA_1)
     parsed = parse(good)
     bu = mh.with_options(parsed.message, cga_parameters=b"\x00" * 40)
-    packet = mh.build_packet(
-        bu, source=COA_1, destination=ANCHOR, home_address=node.hoa
-    )
+    packet = mh.build_packet(bu, source=COA_1, destination=ANCHOR, home_address=node.hoa)
     decision, cost = decide(agent, packet)
     assert_rejected(decision, S.CGA_SIGNATURE_VERIFICATION_FAILED, 10)
     assert cost == 0
@@ -691,7 +689,9 @@ def test_137_care_of_test_reply(rr_agent: HomeAgent) -> None:
 def test_137_return_routability_registration(rr_agent: HomeAgent, node: MobileNode) -> None:
     """P13: first CGA BU keyed by SHA1(token); later BUs by SHA1(PHKT | token)."""
     index, token = care_of_test(rr_agent, COA_1, 10.0)
-    decision, cost = decide(rr_agent, node.first_bu(1, COA_1, care_of_token=token, nonce_index=index), 20.0)
+    decision, cost = decide(
+        rr_agent, node.first_bu(1, COA_1, care_of_token=token, nonce_index=index), 20.0
+    )
     assert decision.verdict is Verdict.ACCEPTED and cost == 2
     assert decision.change is not None
     rr_agent.apply(decision.change)
@@ -849,7 +849,9 @@ def test_coa_that_is_another_bound_hoa_dropped(
 
 
 @pytest.mark.parametrize(
-    "hoa", [addr("ff02::1"), addr("fe80::1"), addr("::"), addr("::1"), addr("::ffff:10.0.0.1")]
+    "hoa",
+    [addr("ff02::1"), addr("fe80::1"), addr("::"), addr("::1"), addr("::ffff:10.0.0.1")],
+    ids=["multicast", "link-local", "unspecified", "loopback", "ipv4-mapped"],
 )
 def test_home_address_not_unicast_dropped(agent: HomeAgent, hoa: bytes) -> None:
     """RFC 6275 §9.5.1: the HoA must be a unicast routable address."""
@@ -894,9 +896,7 @@ def test_messages_a_dar_never_receives_are_dropped(
 # ================================================================ RSA cost (P7, P8)
 
 
-def test_cheap_rejections_cost_no_rsa_operation(
-    node: MobileNode, other_node: MobileNode
-) -> None:
+def test_cheap_rejections_cost_no_rsa_operation(node: MobileNode, other_node: MobileNode) -> None:
     """P7/P8 design: every check runs before the signature, so forged or
     unlucky BUs never cost RSA work (129, 130, 132, 133, 135, 139, 147, cheap 148, drops)."""
     foreign = MobileNode.create(PREFIX_FOREIGN, seed=7)
@@ -967,7 +967,9 @@ def test_lifetime_clamping(
     agent = make_agent(max_lifetime_s=max_lifetime_s)
     first = register(agent, node, 10, now=NOW)
     refresh, _ = decide(agent, node.phkt_bu(11, COA_2, requested_units), NOW + 7.5)
-    cga_bu, _ = decide(make_agent(max_lifetime_s=max_lifetime_s), node.first_bu(1, COA_1, requested_units))
+    cga_bu, _ = decide(
+        make_agent(max_lifetime_s=max_lifetime_s), node.first_bu(1, COA_1, requested_units)
+    )
     assert first.change is not None
     for decision, now in ((refresh, NOW + 7.5), (cga_bu, NOW)):
         assert decision.verdict is Verdict.ACCEPTED
@@ -1144,7 +1146,7 @@ def test_is_unicast_routable_wrong_length(length: int) -> None:
 # ================================================================ properties (P5)
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.integers(0, 65535), st.integers(0, 65535))
 def test_sequence_is_newer_trichotomy(a: int, b: int) -> None:
     """P5, RFC 6275 §9.5.1: exactly one of a>b, b>a, a==b, or a and b are 2^15 apart."""
@@ -1183,14 +1185,19 @@ def bound_template(sec1_node_template: MobileNode) -> tuple[MobileNode, object]:
 )
 @given(
     start=st.integers(0, 65535),
-    steps=st.lists(st.integers(1, 32767), min_size=1, max_size=6),
+    steps=st.lists(st.integers(1, 8192), min_size=1, max_size=4),
     back=st.integers(0, 32768),
 )
 def test_increasing_sequence_accepted_and_replays_rejected(
     bound_template: tuple[MobileNode, object], start: int, steps: list[int], back: int
 ) -> None:
     """P5: strictly increasing numbers (mod 2^16) are accepted; every replay,
-    and any number within 32768 behind the last, gets 135 with the last number."""
+    and any number within 32768 behind the last, gets 135 with the last number.
+
+    The steps add up to at most 32768, so every earlier BU is still in the
+    window: a BU more than 2^15 numbers old looks newer again (RFC 6275
+    §9.5.1 arithmetic), which no home agent can tell from a fresh one.
+    """
     node, template = bound_template
     agent = make_agent()
     agent.apply(agent.cache.registration(replace(template, sequence=start)))  # type: ignore[type-var]
@@ -1225,9 +1232,7 @@ def test_increasing_sequence_accepted_and_replays_rejected(
     reason="home agent bug: no BA for an accepted home registration with A=0 "
     "(RFC 6275 §10.3.1 requires one regardless of the A bit; the PHKT is lost)",
 )
-def test_accepted_home_registration_always_acknowledged(
-    agent: HomeAgent, node: MobileNode
-) -> None:
+def test_accepted_home_registration_always_acknowledged(agent: HomeAgent, node: MobileNode) -> None:
     """RFC 6275 §10.3.1: 'Regardless of the setting of the Acknowledge (A) bit
     in the Binding Update, the home agent MUST return a Binding Acknowledgement'
     (and §10.3.2 for deregistrations).  Without it the MN never learns the
@@ -1252,6 +1257,7 @@ def test_accepted_home_registration_always_acknowledged(
         (addr("::"), "deregistration"),
         (addr("ff02::1"), "alternate_coa"),
     ],
+    ids=["multicast-deregistration", "unspecified-deregistration", "multicast-alternate-coa"],
 )
 def test_bu_from_non_unicast_source_dropped(
     agent: HomeAgent, node: MobileNode, source: bytes, kind: str

@@ -819,11 +819,6 @@ def test_encoder_rejects_wrong_signer_and_authenticator_lengths():
         pytest.param(dict(signature=b"sig"), id="signature-without-cga-parameters"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="codec bug: encode_mobility_header writes option values its own parser "
-    "rejects (or silently drops the signature) instead of raising ValueError",
-)
 def test_encoder_refuses_option_values_the_decoder_would_reject(changes):
     """The encoder validates cookies, addresses and the authenticator; option
     values must get the same treatment so that build -> parse cannot fail."""

@@ -749,12 +749,6 @@ def test_skippable_unknown_destination_option_is_accepted():
         pytest.param(option(12, b"abc") + b"\x00" + SIGNATURE, id="cga-pad1-signature"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="codec bug: _parse_options handles Pad1 before the CGA Parameters adjacency "
-    "checks, so a Pad1 right after a CGA Parameters option is not seen as 'something "
-    "other than a Signature follows' (RFC 4866 §5.1/§5.2, P6)",
-)
 def test_pad1_after_cga_parameters_is_cga_parameters_without_signature(options):
     """RFC 4866 §5.1: no option of another type between CGA Parameters options;
     P6: the Signature follows directly.  Pad1 is a mobility option (§6.2.2),

@@ -507,34 +507,73 @@ def test_authenticated_135_resynchronises_and_resends_at_once(
     )
 
 
-def test_unauthenticated_135_is_ignored_when_a_phkt_is_held(
+def test_135_with_a_wrong_authenticator_is_ignored(
     identity: MobileNodeIdentity, home: CgaAddress, hdar: FakeHdar
 ) -> None:
     bul = registered(identity, home, hdar)
     bu = bul.register(home.address, home.params, HDAR, COA2, 200.0)
-    for forged in (
-        hdar.answer(bu, 135, sequence=0x2000, kbm=bytes(20)),
-        hdar.answer(bu, 135, sequence=0x2000, authenticate=False),
-    ):
-        outcome = bul.handle_binding_ack(forged, 200.1)
-        assert outcome.result is AckResult.IGNORED
-        assert outcome.packet is None
+    forged = hdar.answer(bu, 135, sequence=0x2000, kbm=bytes(20))
+    outcome = bul.handle_binding_ack(forged, 200.1)
+    assert (outcome.result, outcome.ignore_reason) == (
+        AckResult.IGNORED,
+        IgnoreReason.BAD_AUTHENTICATOR,
+    )
+    assert outcome.packet is None
     assert bul.entries()[0].last_sequence == FIRST_SEQUENCE + 1
 
 
-def test_135_to_a_cga_bu_only_moves_the_next_retransmission(
+def test_unauthenticated_135_to_a_cga_bu_resends_at_once(
     identity: MobileNodeIdentity, home: CgaAddress, hdar: FakeHdar
 ) -> None:
     bul = make_list(identity)
     bu = bul.register(home.address, home.params, HDAR, COA, T0)
+    # The HDAR remembers a higher number from an earlier binding (a tombstone).
     ba = hdar.answer(bu, mh.BAStatus.SEQUENCE_OUT_OF_WINDOW, sequence=0x2000, issue_phkt=False)
+    assert ba.message.options.authenticator is None
     outcome = bul.handle_binding_ack(ba, T0 + 0.1)
 
     assert outcome.result is AckResult.RESYNCHRONIZED
-    assert outcome.packet is None  # nothing to authenticate it with: no work triggered
-    assert bul.next_deadline() == T0 + 1.5
-    [retransmission] = bul.due(T0 + 1.5)
-    assert parse_bu(retransmission)[1].sequence == 0x2001
+    assert outcome.packet is not None
+    packet, resent = parse_bu(outcome.packet)
+    assert resent.sequence == 0x2001
+    assert_signed_by(packet, identity.private_key.public_key())
+    assert bul.next_deadline() == pytest.approx(T0 + 0.1 + 1.5)  # back-off timeout kept
+    assert bul.handle_binding_ack(hdar.answer(outcome.packet), T0 + 0.2).result is (
+        AckResult.REGISTERED
+    )
+
+
+def test_a_135_answering_a_135_waits_for_the_scheduled_retransmission(
+    identity: MobileNodeIdentity, home: CgaAddress, hdar: FakeHdar
+) -> None:
+    bul = make_list(identity)
+    bu = bul.register(home.address, home.params, HDAR, COA, T0)
+    first = bul.handle_binding_ack(hdar.answer(bu, 135, sequence=0x2000), T0 + 0.1)
+    assert first.packet is not None
+    second = bul.handle_binding_ack(hdar.answer(first.packet, 135, sequence=0x3000), T0 + 0.2)
+    assert second.result is AckResult.RESYNCHRONIZED
+    assert second.packet is None
+    [retransmission] = bul.due(T0 + 0.1 + 1.5)
+    assert parse_bu(retransmission)[1].sequence == 0x3001
+
+
+def test_a_flood_of_135s_at_most_doubles_the_bu_rate_and_the_entry_still_fails(
+    identity: MobileNodeIdentity, home: CgaAddress, hdar: FakeHdar
+) -> None:
+    bul = make_list(identity)
+    sent = [bul.register(home.address, home.params, HDAR, COA, T0)]
+    now = T0
+    while bul.entries()[0].state is BindingState.PENDING:
+        for _ in range(5):  # forged 135s for whatever was sent last
+            outcome = bul.handle_binding_ack(hdar.answer(sent[-1], 135, sequence=7), now)
+            sent += [outcome.packet] if outcome.packet is not None else []
+        deadline = bul.next_deadline()
+        assert deadline is not None
+        now = deadline
+        sent += bul.due(now)
+    assert bul.entries()[0].state is BindingState.FAILED
+    assert len(sent) == 2 * 6  # 6 transmissions without the flood
+    assert now == pytest.approx(T0 + 1.5 + 3 + 6 + 12 + 24 + 32)
 
 
 def test_147_drops_the_phkt_and_falls_back_to_a_cga_bu(
