@@ -111,9 +111,9 @@ class BindingCache:
         return self._bindings.get(hoa)
 
     def tombstone(self, hoa: bytes, now: float) -> Tombstone | None:
+        """The live tombstone of ``hoa``; reading never changes the cache."""
         stone = self._tombstones.get(hoa)
-        if stone is not None and stone.forget_at <= now:
-            del self._tombstones[hoa]
+        if stone is None or stone.forget_at <= now:
             return None
         return stone
 

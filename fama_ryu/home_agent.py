@@ -45,6 +45,7 @@ class DropReason(enum.Enum):
     """Why a well-formed packet was silently discarded (metric label values)."""
 
     NOT_ADDRESSED_TO_ANCHOR = "not_addressed_to_anchor"
+    SOURCE_NOT_UNICAST = "source_not_unicast"
     HOME_ADDRESS_NOT_UNICAST = "home_address_not_unicast"
     CARE_OF_ADDRESS_INVALID = "care_of_address_invalid"
     CARE_OF_ADDRESS_IS_OWN = "care_of_address_is_own"
@@ -83,8 +84,15 @@ class HomeAgentConfig:
             raise ValueError("home prefixes must be one or more 8-byte /64 prefixes")
         if self.anchor_address[:8] != self.home_prefixes[0]:
             raise ValueError("the anchor address lies in the first access prefix (P1)")
-        if not 0 < self.max_lifetime_s <= MAX_CGA_BINDING_LIFETIME_S:
-            raise ValueError(f"max lifetime must be 1..{MAX_CGA_BINDING_LIFETIME_S} s")
+        if not LIFETIME_UNIT_S <= self.max_lifetime_s <= MAX_CGA_BINDING_LIFETIME_S:
+            raise ValueError(
+                f"max lifetime must be {LIFETIME_UNIT_S}..{MAX_CGA_BINDING_LIFETIME_S} s"
+            )
+        if not cga.MIN_KEY_BITS <= self.min_key_bits <= self.max_key_bits <= cga.MAX_KEY_BITS:
+            raise ValueError(
+                f"key sizes must satisfy {cga.MIN_KEY_BITS} <= min <= max"
+                f" <= {cga.MAX_KEY_BITS} (P8)"
+            )
         object.__setattr__(
             self, "own_addresses", frozenset(self.own_addresses) | {self.anchor_address}
         )
@@ -154,10 +162,13 @@ class _Authenticated:
 class _Rejection(Exception):
     """Internal: a BU rejected with a BA status."""
 
-    def __init__(self, status: mh.BAStatus, sequence: int | None = None) -> None:
+    def __init__(
+        self, status: mh.BAStatus, sequence: int | None = None, kbm: bytes | None = None
+    ) -> None:
         super().__init__(status.name)
         self.status = status
         self.sequence = sequence
+        self.kbm = kbm  # set when the BU was authenticated: the BA carries BAD
 
 
 class _Drop(Exception):
@@ -176,6 +187,10 @@ class HomeAgent:
     rng: Rng
     cache: BindingCache = field(default_factory=BindingCache)
     token_issuer: auth.CareOfTokenIssuer | None = None
+
+    def __post_init__(self) -> None:
+        if self.config.return_routability and self.token_issuer is None:
+            raise ValueError("return-routability mode (P13) needs a care-of token issuer")
 
     def handle(self, packet: mh.MobilityPacket, now: float) -> Decision:
         """Decide what to do with a decoded Mobility Header packet."""
@@ -217,6 +232,9 @@ class HomeAgent:
         self, packet: mh.MobilityPacket, bu: mh.BindingUpdate, now: float
     ) -> Decision:
         config = self.config
+        if not is_unicast_routable(packet.source):
+            # RFC 6275 §9.5.4: no BA to a non-unicast source; discard silently.
+            raise _Drop(DropReason.SOURCE_NOT_UNICAST)
         hoa = packet.pseudo_source
         if not is_unicast_routable(hoa):
             raise _Drop(DropReason.HOME_ADDRESS_NOT_UNICAST)  # RFC 6275 §9.3.1
@@ -225,12 +243,17 @@ class HomeAgent:
         deregistration = bu.lifetime_units == 0 or coa == hoa  # P11
         if not deregistration:
             self._check_care_of_address(coa, hoa)
+        first_address = hoa if deregistration else coa  # P9
         try:
             auth_result = self._decide_binding_update(packet, bu, hoa, coa, deregistration, now)
         except _Rejection as rejection:
             sequence = rejection.sequence if rejection.sequence is not None else bu.sequence
             rejection_reply = self._binding_ack(
-                packet, hoa, mh.BindingAck(rejection.status, sequence, 0), kbm=None, first=coa
+                packet,
+                hoa,
+                mh.BindingAck(rejection.status, sequence, 0),
+                kbm=rejection.kbm,
+                first=first_address,
             )
             return Decision(
                 Verdict.REJECTED,
@@ -238,7 +261,6 @@ class HomeAgent:
                 rejection.status,
                 rejection_reply,
             )
-        first_address = hoa if deregistration else coa  # P9
         if deregistration:
             change = self.cache.removal(hoa, now, RemovalCause.DEREGISTERED, bu.sequence)
             granted_units = 0
@@ -263,11 +285,11 @@ class HomeAgent:
                 phkt=phkt,
             )
             change = self.cache.registration(binding)
-        reply: Reply | None = None
-        if bu.ack:
-            ba_options = mh.MobilityOptions(permanent_home_keygen_token=auth_result.encrypted_phkt)
-            ba = mh.BindingAck(mh.BAStatus.ACCEPTED, bu.sequence, granted_units, options=ba_options)
-            reply = self._binding_ack(packet, hoa, ba, kbm=auth_result.ba_kbm, first=first_address)
+        # RFC 6275 §10.3.1/§10.3.2: a home agent acknowledges every home
+        # registration whatever the A flag says (the BA carries the PHKT).
+        ba_options = mh.MobilityOptions(permanent_home_keygen_token=auth_result.encrypted_phkt)
+        ba = mh.BindingAck(mh.BAStatus.ACCEPTED, bu.sequence, granted_units, options=ba_options)
+        reply = self._binding_ack(packet, hoa, ba, kbm=auth_result.ba_kbm, first=first_address)
         return Decision(
             Verdict.ACCEPTED,
             "accepted",
@@ -295,7 +317,13 @@ class HomeAgent:
         deregistration: bool,
         now: float,
     ) -> _Authenticated:
-        """Run the checks of RFC 6275 §10.3.1/§10.3.2 and P5-P13, cheapest first."""
+        """Run the checks of RFC 6275 §10.3.1/§10.3.2 and P5-P13, cheapest first.
+
+        A PHKT-authenticated BU is authenticated before its sequence number
+        is judged (an HMAC is cheap), so its rejections carry authorization
+        data the MN can verify and forgers learn nothing.  A CGA BU is
+        judged on everything cheap first and reaches RSA work last.
+        """
         config = self.config
         existing = self.cache.get(hoa)
         if not bu.home_registration:
@@ -308,21 +336,31 @@ class HomeAgent:
             raise _Rejection(mh.BAStatus.NOT_HOME_SUBNET)  # P7 (b)
         if deregistration and existing is None:
             raise _Rejection(mh.BAStatus.NOT_HOME_AGENT)  # RFC 6275 §10.3.2
-        last = self.cache.last_sequence(hoa, now)
-        if last is not None and not sequence_is_newer(bu.sequence, last):
-            raise _Rejection(mh.BAStatus.SEQUENCE_OUT_OF_WINDOW, sequence=last)  # P5
+        care_of_token = self._care_of_keygen_token(bu, coa, deregistration, now)
+        uses_cga = bu.options.cga_parameters is not None
+        kbm: bytes | None = None
+        if not uses_cga:
+            if existing is None:
+                # A replay after deregistration or expiry meets the tombstone
+                # (135); otherwise there is no PHKT to check against (P9).
+                self._check_sequence(bu, hoa, now, kbm=None)
+                raise _Rejection(mh.BAStatus.PHKT_UNAVAILABLE)
+            kbm = auth.binding_management_key(existing.phkt, care_of_token)
+            self._check_authenticator(packet, kbm, hoa if deregistration else coa)
+        self._check_sequence(bu, hoa, now, kbm)
         if not deregistration and existing is None and len(self.cache) >= config.binding_limit:
             raise _Rejection(mh.BAStatus.INSUFFICIENT_RESOURCES)
-        care_of_token = self._care_of_keygen_token(bu, coa, deregistration, now)
-        if bu.options.cga_parameters is not None:
-            return self._authenticate_cga(packet, bu, hoa, coa, deregistration, care_of_token)
-        if existing is None:
-            raise _Rejection(mh.BAStatus.PHKT_UNAVAILABLE)  # P9
-        if bu.options.authenticator is None:
-            raise _Drop(DropReason.MISSING_AUTHORIZATION_DATA)
-        kbm = auth.binding_management_key(existing.phkt, care_of_token)
-        self._check_authenticator(packet, kbm, hoa if deregistration else coa)
-        return _Authenticated(ba_kbm=kbm)
+        if kbm is not None:
+            return _Authenticated(ba_kbm=kbm)
+        return self._authenticate_cga(packet, bu, hoa, coa, deregistration, care_of_token)
+
+    def _check_sequence(
+        self, bu: mh.BindingUpdate, hoa: bytes, now: float, kbm: bytes | None
+    ) -> None:
+        """P5: the number must be newer than the last accepted one, modulo 2^16."""
+        last = self.cache.last_sequence(hoa, now)
+        if last is not None and not sequence_is_newer(bu.sequence, last):
+            raise _Rejection(mh.BAStatus.SEQUENCE_OUT_OF_WINDOW, sequence=last, kbm=kbm)
 
     def _care_of_keygen_token(
         self, bu: mh.BindingUpdate, coa: bytes, deregistration: bool, now: float
@@ -332,11 +370,10 @@ class HomeAgent:
         A deregistration needs none (RFC 6275 §5.2.5: only the home
         keygen token is used when deregistering).
         """
-        if not self.config.return_routability or deregistration:
+        if self.token_issuer is None or not self.config.return_routability or deregistration:
             return None
         if bu.options.nonce_indices is None:
             raise _Drop(DropReason.MISSING_NONCE_INDICES)
-        assert self.token_issuer is not None
         token = self.token_issuer.token_for(coa, bu.options.nonce_indices[1], now)
         if token is None:
             raise _Rejection(mh.BAStatus.EXPIRED_CARE_OF_NONCE_INDEX)
@@ -409,7 +446,7 @@ class HomeAgent:
         self, packet: mh.MobilityPacket, coti: mh.CareOfTestInit, now: float
     ) -> Decision:
         """P13: answer a Care-of Test Init with a care-of keygen token."""
-        if not self.config.return_routability or self.token_issuer is None:
+        if self.token_issuer is None or not self.config.return_routability:
             raise _Drop(DropReason.RETURN_ROUTABILITY_DISABLED)
         coa = packet.source
         if not is_unicast_routable(coa):

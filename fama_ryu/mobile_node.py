@@ -485,7 +485,15 @@ class BindingUpdateList:
         ba: mh.BindingAck,
         now: float,
     ) -> AckOutcome | IgnoreReason:
-        """Status 135: the BA carries the HDAR's last accepted sequence number."""
+        """Status 135: the BA carries the HDAR's last accepted sequence number.
+
+        The HDAR authenticates a PHKT BU before judging its number, so the
+        135 answering one carries authorization data: without it, it is
+        forged.  A 135 answering a CGA BU cannot be authenticated (no PHKT
+        yet) and is believed, bounded by the retransmission back-off.
+        """
+        if sent.phkt is not None and packet.message.options.authenticator is None:
+            return IgnoreReason.MISSING_AUTHENTICATOR
         problem = _carried_authenticator_problem(entry, sent, packet)
         if problem is not None:
             return problem

@@ -171,7 +171,7 @@ def test_removal_without_sequence_keeps_binding_sequence() -> None:
     assert change.cause is RemovalCause.EXPIRED
 
 
-def test_tombstone_ttl_lazy_forgetting() -> None:
+def test_tombstone_ttl_hides_then_forget_deletes() -> None:
     cache = BindingCache(tombstone_ttl_s=10.0)
     add(cache, binding())
     cache.apply(cache.removal(HOA_1, 100.0, RemovalCause.DEREGISTERED, 8))
@@ -179,7 +179,9 @@ def test_tombstone_ttl_lazy_forgetting() -> None:
     assert cache.last_sequence(HOA_1, 109.999) == 8
     # forget_at is inclusive: at now == forget_at the tombstone is gone.
     assert cache.last_sequence(HOA_1, 110.0) is None
-    assert cache.tombstone(HOA_1, 100.0) is None  # really deleted, not just hidden
+    # Reading never mutates (decisions stay pure); forgetting is explicit.
+    assert len(cache.tombstones()) == 1
+    assert cache.forget_old_tombstones(110.0) == 1
     assert cache.tombstones() == []
 
 

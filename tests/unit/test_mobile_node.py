@@ -522,6 +522,24 @@ def test_135_with_a_wrong_authenticator_is_ignored(
     assert bul.entries()[0].last_sequence == FIRST_SEQUENCE + 1
 
 
+def test_unauthenticated_135_to_a_phkt_bu_is_ignored(
+    identity: MobileNodeIdentity, home: CgaAddress, hdar: FakeHdar
+) -> None:
+    """The HDAR authenticates a PHKT BU before judging its sequence number, so
+    its 135 carries authorization data; one without it is forged."""
+    bul = registered(identity, home, hdar)
+    bu = bul.register(home.address, home.params, HDAR, COA2, 200.0)
+    forged = hdar.answer(bu, 135, sequence=0x2000, authenticate=False)
+    assert forged.message.options.authenticator is None
+    outcome = bul.handle_binding_ack(forged, 200.1)
+    assert (outcome.result, outcome.ignore_reason) == (
+        AckResult.IGNORED,
+        IgnoreReason.MISSING_AUTHENTICATOR,
+    )
+    assert outcome.packet is None
+    assert bul.entries()[0].last_sequence == FIRST_SEQUENCE + 1
+
+
 def test_unauthenticated_135_to_a_cga_bu_resends_at_once(
     identity: MobileNodeIdentity, home: CgaAddress, hdar: FakeHdar
 ) -> None:
