@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -124,8 +125,20 @@ def register(
     return decision
 
 
-def assert_rejected(decision: Decision, status: mh.BAStatus, sequence: int) -> None:
-    """A non-zero BA (RFC 6275 §9.5.4) and no binding change."""
+def assert_rejected(
+    decision: Decision,
+    status: mh.BAStatus,
+    sequence: int,
+    *,
+    authorized_by: tuple[bytes, bytes] | None = None,
+) -> None:
+    """A non-zero BA (RFC 6275 §9.5.4) and no binding change.
+
+    Without ``authorized_by`` the BA carries no Binding Authorization Data.
+    With ``authorized_by=(kbm, first)`` (a PHKT-authenticated BU) it carries
+    authorization data keyed by that Kbm over first | A_d | MH data (P9, P12),
+    and by nothing else.
+    """
     assert decision.verdict is Verdict.REJECTED
     assert decision.status == status
     assert decision.reason == f"status_{int(status)}"
@@ -136,10 +149,21 @@ def assert_rejected(decision: Decision, status: mh.BAStatus, sequence: int) -> N
     assert isinstance(ba, mh.BindingAck)
     assert ba.status == status and ba.sequence == sequence and ba.lifetime_units == 0
     assert ba.options.permanent_home_keygen_token is None
+    # Reply.message is the BA as built; its authenticator is filled in at encoding.
     assert ba.options.authenticator is None
     parsed = parse(decision.reply.packet)
-    assert parsed.message == ba
     assert parsed.source == ANCHOR
+    if authorized_by is None:
+        assert parsed.message == ba
+        assert parsed.message.options.authenticator is None
+    else:
+        key, first = authorized_by
+        assert parsed.message.options.authenticator is not None
+        assert mh.with_options(parsed.message, authenticator=None) == ba
+        assert ba_authenticator_ok(decision.reply.packet, key, first)
+        assert first != ANCHOR  # never a CoA or HoA (P1)
+        assert not ba_authenticator_ok(decision.reply.packet, key, ANCHOR)
+        assert not ba_authenticator_ok(decision.reply.packet, kbm(bytes(8)), first)
 
 
 def assert_dropped(decision: Decision, reason: DropReason) -> None:
@@ -452,12 +476,100 @@ def test_147_phkt_bu_without_binding(agent: HomeAgent, node: MobileNode) -> None
 def test_135_sequence_not_newer(
     agent: HomeAgent, node: MobileNode, last: int, candidate: int
 ) -> None:
-    """P5, RFC 6275 §9.5.1: 135 carrying the last accepted number, no RSA work."""
+    """P5, RFC 6275 §9.5.1: 135 carrying the last accepted number, no RSA work.
+
+    A PHKT BU is authenticated first (an HMAC), so its 135 carries Binding
+    Authorization Data keyed by the same Kbm over the CoA (the HoA for a
+    deregistration) | A_d | MH data, which the MN can verify (P9, P12).  A
+    CGA BU is judged on its number before any RSA work: its 135 carries none.
+    """
     register(agent, node, last)
+    assert node.phkt is not None
+    key = kbm(node.phkt)
     before = cache_state(agent.cache)
-    for packet in (node.phkt_bu(candidate, COA_2), node.first_bu(candidate, COA_2)):
+    phkt_cases = [
+        (node.phkt_bu(candidate, COA_2), COA_2, COA_2),
+        (node.phkt_bu(candidate, COA_1, alternate_coa=COA_3), COA_3, COA_1),
+        (node.deregistration(candidate, COA_2), node.hoa, COA_2),
+        (node.deregistration(candidate), node.hoa, node.hoa),  # from home, no HAO
+    ]
+    for packet, first, destination in phkt_cases:
         decision, cost = decide(agent, packet)
-        assert_rejected(decision, S.SEQUENCE_OUT_OF_WINDOW, last)
+        assert_rejected(decision, S.SEQUENCE_OUT_OF_WINDOW, last, authorized_by=(key, first))
+        assert decision.reply is not None and decision.reply.destination == destination
+        assert cost == 0
+    decision, cost = decide(agent, node.first_bu(candidate, COA_2))
+    assert_rejected(decision, S.SEQUENCE_OUT_OF_WINDOW, last)
+    assert cost == 0
+    assert cache_state(agent.cache) == before
+
+
+@pytest.mark.parametrize(
+    "make_packet",
+    [
+        lambda n, seq: n.phkt_bu(seq, COA_2, phkt=bytes(8)),  # wrong key
+        lambda n, seq: n.phkt_bu(seq, COA_2, auth_first=COA_1),  # wrong first address
+        lambda n, seq: n.deregistration(seq, COA_2, auth_first=COA_2),  # dereg keyed over CoA
+        lambda n, seq: n.deregistration(seq, phkt=bytes(8)),  # from home, wrong key
+    ],
+    ids=["wrong-key", "wrong-first", "dereg-wrong-first", "dereg-home-wrong-key"],
+)
+@pytest.mark.parametrize("offset", [0, -1, -100], ids=["equal", "stale", "far-stale"])
+def test_wrong_authenticator_with_stale_sequence_dropped(
+    agent: HomeAgent,
+    node: MobileNode,
+    make_packet: Callable[[MobileNode, int], bytes],
+    offset: int,
+) -> None:
+    """P9, RFC 6275 §9.5.1: a PHKT BU is authenticated before its number is
+    judged, so a forger replaying an old number learns nothing: no 135, no BA,
+    a silent drop (and no RSA work)."""
+    register(agent, node, 500)
+    before = cache_state(agent.cache)
+    packet = make_packet(node, 500 + offset)
+    decision, cost = decide(agent, packet)
+    assert_dropped(decision, DropReason.BAD_AUTHENTICATOR)
+    assert cost == 0
+    assert cache_state(agent.cache) == before
+
+
+def test_missing_authorization_data_with_stale_sequence_dropped(
+    agent: HomeAgent, node: MobileNode
+) -> None:
+    """P9: without Binding Authorization Data a stale PHKT BU is discarded, not 135."""
+    register(agent, node, 500)
+    packet = node.binding_update(499, source=COA_2)
+    assert parse(packet).message.options.authenticator is None
+    decision, cost = decide(agent, packet)
+    assert_dropped(decision, DropReason.MISSING_AUTHORIZATION_DATA)
+    assert cost == 0
+
+
+@pytest.mark.parametrize("removal", ["deregistration", "expiry"])
+@pytest.mark.parametrize("key", [None, bytes(8)], ids=["old-phkt", "garbage-key"])
+def test_phkt_bu_without_binding_judged_by_tombstone(
+    agent: HomeAgent, node: MobileNode, removal: str, key: bytes | None
+) -> None:
+    """P5, P9, P11: once the binding (and its PHKT) is gone there is no key to
+    authenticate with: a PHKT BU whose number is not newer than the tombstone's
+    gets 135 without authorization data, a newer one 147."""
+    register(agent, node, 10)
+    if removal == "deregistration":
+        accept(agent, node.deregistration(20, COA_1))
+        last = 20
+    else:
+        for change in agent.expirations(NOW + 400):
+            agent.apply(change)
+        last = 10
+    assert agent.cache.get(node.hoa) is None
+    before = cache_state(agent.cache)
+    for sequence in (last, last - 1, (last - 32768) % SEQUENCE_MODULUS):
+        stale, cost = decide(agent, node.phkt_bu(sequence, COA_2, phkt=key), NOW + 401)
+        assert_rejected(stale, S.SEQUENCE_OUT_OF_WINDOW, last)
+        assert cost == 0
+    for sequence in (last + 1, (last + 32767) % SEQUENCE_MODULUS):
+        newer, cost = decide(agent, node.phkt_bu(sequence, COA_2, phkt=key), NOW + 401)
+        assert_rejected(newer, S.PHKT_UNAVAILABLE, sequence)
         assert cost == 0
     assert cache_state(agent.cache) == before
 
@@ -712,6 +824,19 @@ def test_137_return_routability_registration(rr_agent: HomeAgent, node: MobileNo
     assert moved.change is not None
     rr_agent.apply(moved.change)
 
+    # A replay is authenticated first; its 135 is keyed by the same
+    # Kbm = SHA1(PHKT | care-of token), never by SHA1(PHKT) alone (P9, P13).
+    replayed = node.phkt_bu(2, COA_2, care_of_token=token2, nonce_index=index2)
+    again, cost = decide(rr_agent, replayed, 45.0)
+    assert_rejected(
+        again, S.SEQUENCE_OUT_OF_WINDOW, 2, authorized_by=(kbm(node.phkt, token2), COA_2)
+    )
+    assert cost == 0
+    assert again.reply is not None
+    assert not ba_authenticator_ok(again.reply.packet, kbm(node.phkt), COA_2)
+    plain_replay, _ = decide(rr_agent, node.phkt_bu(2, COA_2, nonce_index=index2), 45.0)
+    assert_dropped(plain_replay, DropReason.BAD_AUTHENTICATOR)
+
     # RFC 6275 §5.2.5, §9.5.1: a deregistration needs no care-of test.
     gone, _ = decide(rr_agent, node.deregistration(3, COA_3), 50.0)
     assert gone.verdict is Verdict.ACCEPTED
@@ -815,13 +940,19 @@ INVALID_COAS = {
 def test_invalid_care_of_address_dropped(
     agent: HomeAgent, node: MobileNode, coa: bytes, via: str
 ) -> None:
-    """RFC 6275 §9.5.1 / §9.3.1: the CoA must be a unicast routable address."""
+    """RFC 6275 §9.5.1 / §9.3.1: the CoA must be a unicast routable address.
+
+    As the IPv6 source it is refused first, for the source itself (§9.5.4:
+    no BA to a non-unicast source); as an Alternate CoA it is an invalid CoA.
+    """
     if via == "source":
         packet = node.first_bu(10, coa)
+        expected = DropReason.SOURCE_NOT_UNICAST
     else:
         packet = node.first_bu(10, COA_1, alternate_coa=coa)
+        expected = DropReason.CARE_OF_ADDRESS_INVALID
     decision, cost = decide(agent, packet)
-    assert_dropped(decision, DropReason.CARE_OF_ADDRESS_INVALID)
+    assert_dropped(decision, expected)
     assert cost == 0
 
 
@@ -920,7 +1051,8 @@ def test_cheap_rejections_cost_no_rsa_operation(node: MobileNode, other_node: Mo
         (bound, node.phkt_bu(11, COA_2, phkt=bytes(8))),  # drop: authenticator
         (bound, node.binding_update(11, source=COA_2)),  # drop: no authorization data
         (fresh, node.first_bu(1, COA_1, destination=OWN_EXTRA)),  # drop: not to anchor
-        (fresh, node.first_bu(1, addr("ff02::1"))),  # drop: CoA
+        (fresh, node.first_bu(1, addr("ff02::1"))),  # drop: source not unicast
+        (fresh, node.first_bu(1, COA_1, alternate_coa=addr("ff02::1"))),  # drop: CoA
         (fresh, node.first_bu(1, ANCHOR)),  # drop: own CoA
         (fresh, coti_packet(COA_1)),  # drop: RR disabled
     ]
@@ -1050,32 +1182,54 @@ def test_cga_bu_with_binding_renews_phkt(agent: HomeAgent, node: MobileNode) -> 
 def test_decisions_do_not_mutate_the_cache(
     agent: HomeAgent, node: MobileNode, other_node: MobileNode
 ) -> None:
-    """P12: the caller persists, then applies; deciding alone changes nothing."""
+    """P12: the caller persists, then applies; deciding alone changes nothing.
+
+    This includes reading an expired tombstone: it is ignored, not deleted
+    (forgetting is explicit, via ``forget_old_tombstones``).
+    """
+    expired_node = MobileNode.create(seed=44)
+    # A binding removed long ago: its tombstone is past forget_at at NOW + 1.
+    old_time = NOW - TOMBSTONE_TTL - 100
+    register(agent, expired_node, 30, COA_2, now=old_time)
+    accept(agent, expired_node.deregistration(31, COA_2), old_time + 1)
     register(agent, node, 10)
     register(agent, other_node, 5, COA_3)
     accept(agent, other_node.deregistration(6, COA_3))  # leaves a live tombstone
+    stones = {stone.hoa: stone for stone in agent.cache.tombstones()}
+    assert set(stones) == {expired_node.hoa, other_node.hoa}
+    assert stones[expired_node.hoa].forget_at < NOW + 1 < stones[other_node.hoa].forget_at
     before = cache_state(agent.cache)
     packets = [
         node.phkt_bu(11, COA_2),  # UPDATE
         node.deregistration(11, COA_2),  # DELETE
-        node.phkt_bu(9, COA_2),  # 135
+        node.phkt_bu(9, COA_2),  # 135 (authorized)
         other_node.phkt_bu(7, COA_1),  # 147
         other_node.phkt_bu(4, COA_1),  # 135 from the tombstone
+        expired_node.phkt_bu(20, COA_1),  # 147: the expired tombstone is ignored
+        expired_node.phkt_bu(32, COA_1),  # 147
         node.phkt_bu(11, COA_2, phkt=bytes(8)),  # drop
+        node.phkt_bu(9, COA_2, phkt=bytes(8)),  # drop, stale number
     ]
     for packet in packets:
         first, _ = decide(agent, packet, NOW + 1)
         second, _ = decide(agent, packet, NOW + 1)
         assert first == second
         assert cache_state(agent.cache) == before
-    # A CGA BU draws a fresh PHKT each time, but the described change is the same.
-    cga_packet = MobileNode.create(seed=44).first_bu(1, COA_1)
-    one, _ = decide(agent, cga_packet, NOW + 1)
-    two, _ = decide(agent, cga_packet, NOW + 1)
-    assert one.verdict is two.verdict is Verdict.ACCEPTED
-    assert one.change is not None and two.change is not None
-    assert replace(one.change.binding, phkt=b"") == replace(two.change.binding, phkt=b"")  # type: ignore[type-var]
-    assert cache_state(agent.cache) == before
+    # A CGA BU draws a fresh PHKT each time, but the described change is the same;
+    # an older number than the expired tombstone's is accepted, which reads it.
+    fresh_node = MobileNode.create(seed=55)
+    for cga_packet in (fresh_node.first_bu(1, COA_1), expired_node.first_bu(1, COA_1)):
+        one, _ = decide(agent, cga_packet, NOW + 1)
+        two, _ = decide(agent, cga_packet, NOW + 1)
+        assert one.verdict is two.verdict is Verdict.ACCEPTED
+        assert one.change is not None and two.change is not None
+        assert one.change.kind is ChangeKind.ADD
+        assert replace(one.change.binding, phkt=b"") == replace(two.change.binding, phkt=b"")  # type: ignore[type-var]
+        assert cache_state(agent.cache) == before
+    # The expired tombstone is still there until it is explicitly forgotten.
+    assert expired_node.hoa in {stone.hoa for stone in agent.cache.tombstones()}
+    assert agent.cache.forget_old_tombstones(NOW + 1) == 1
+    assert {stone.hoa for stone in agent.cache.tombstones()} == {other_node.hoa}
 
 
 # ================================================================ configuration
@@ -1099,7 +1253,15 @@ def test_config_adds_anchor_to_own_addresses() -> None:
         ({"home_prefixes": (PREFIX_HOME, ANCHOR[:12])}, "8-byte"),
         ({"max_lifetime_s": 0}, "max lifetime"),
         ({"max_lifetime_s": -4}, "max lifetime"),
+        ({"max_lifetime_s": 1}, "max lifetime"),  # below one 4 s unit
+        ({"max_lifetime_s": 3}, "max lifetime"),
         ({"max_lifetime_s": MAX_CGA_BINDING_LIFETIME_S + 1}, "max lifetime"),
+        ({"min_key_bits": 1023}, "key sizes"),  # P8: 1024..2040
+        ({"max_key_bits": 2041}, "key sizes"),
+        ({"min_key_bits": 2040, "max_key_bits": 1024}, "key sizes"),  # min > max
+        ({"min_key_bits": 1537, "max_key_bits": 1536}, "key sizes"),
+        ({"max_key_bits": 1023}, "key sizes"),  # below the default minimum
+        ({"min_key_bits": 2048}, "key sizes"),  # above the default maximum
     ],
 )
 def test_config_validation(changes: dict[str, object], message: str) -> None:
@@ -1107,9 +1269,29 @@ def test_config_validation(changes: dict[str, object], message: str) -> None:
         make_config(**changes)
 
 
-@pytest.mark.parametrize("max_lifetime_s", [1, 4, MAX_CGA_BINDING_LIFETIME_S])
+@pytest.mark.parametrize("max_lifetime_s", [4, 5, MAX_CGA_BINDING_LIFETIME_S])
 def test_config_max_lifetime_bounds_accepted(max_lifetime_s: int) -> None:
+    """P12: from one 4 s lifetime unit up to MAX_CGA_BINDING_LIFETIME."""
     assert make_config(max_lifetime_s=max_lifetime_s).max_lifetime_s == max_lifetime_s
+
+
+@pytest.mark.parametrize(
+    ("min_key_bits", "max_key_bits"),
+    [(1024, 2040), (1024, 1024), (2040, 2040), (1536, 1536), (1280, 1792)],
+)
+def test_config_key_size_bounds_accepted(min_key_bits: int, max_key_bits: int) -> None:
+    """P8: any 1024 <= min <= max <= 2040 is a valid key-size policy."""
+    config = make_config(min_key_bits=min_key_bits, max_key_bits=max_key_bits)
+    assert (config.min_key_bits, config.max_key_bits) == (min_key_bits, max_key_bits)
+
+
+def test_config_min_key_bits_above_max_rejected() -> None:
+    """P8: a minimum above the maximum would refuse every key; it is refused instead."""
+    make_config(min_key_bits=1536, max_key_bits=1536)
+    with pytest.raises(ValueError, match="key sizes"):
+        make_config(min_key_bits=1536, max_key_bits=1535)
+    with pytest.raises(ValueError, match="key sizes"):
+        HomeAgentConfig("d", ANCHOR, (PREFIX_HOME,), min_key_bits=2040, max_key_bits=1024)
 
 
 @pytest.mark.parametrize(
@@ -1201,63 +1383,88 @@ def test_increasing_sequence_accepted_and_replays_rejected(
     node, template = bound_template
     agent = make_agent()
     agent.apply(agent.cache.registration(replace(template, sequence=start)))  # type: ignore[type-var]
-    sent: list[bytes] = []
+    assert node.phkt is not None
+    key = kbm(node.phkt)
+    sent: list[tuple[bytes, bytes]] = []
     sequence = start
     now = NOW
     for step in steps:
         sequence = (sequence + step) % SEQUENCE_MODULUS
         now += 1.0
-        packet = node.phkt_bu(sequence, COA_2 if len(sent) % 2 else COA_3)
+        coa = COA_2 if len(sent) % 2 else COA_3
+        packet = node.phkt_bu(sequence, coa)
         decision, _ = decide(agent, packet, now)
         assert decision.verdict is Verdict.ACCEPTED
         assert decision.change is not None
         agent.apply(decision.change)
-        sent.append(packet)
-        for replay in sent:
+        sent.append((packet, coa))
+        for replay, replay_coa in sent:
             again, cost = decide(agent, replay, now)
-            assert again.status == S.SEQUENCE_OUT_OF_WINDOW and cost == 0
-            assert again.reply is not None and again.reply.message.sequence == sequence
+            # Authenticated first, so the 135 is authorized over the replay's CoA (P9).
+            assert_rejected(
+                again, S.SEQUENCE_OUT_OF_WINDOW, sequence, authorized_by=(key, replay_coa)
+            )
+            assert cost == 0
     behind = (sequence - back) % SEQUENCE_MODULUS
     late, _ = decide(agent, node.phkt_bu(behind, COA_1), now)
-    assert late.status == S.SEQUENCE_OUT_OF_WINDOW
+    assert_rejected(late, S.SEQUENCE_OUT_OF_WINDOW, sequence, authorized_by=(key, COA_1))
     binding = agent.cache.get(node.hoa)
     assert binding is not None and binding.sequence == sequence
 
 
-# ================================================================ bugs found
+# ================================================================ regressions (fixed bugs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="home agent bug: no BA for an accepted home registration with A=0 "
-    "(RFC 6275 §10.3.1 requires one regardless of the A bit; the PHKT is lost)",
-)
 def test_accepted_home_registration_always_acknowledged(agent: HomeAgent, node: MobileNode) -> None:
     """RFC 6275 §10.3.1: 'Regardless of the setting of the Acknowledge (A) bit
     in the Binding Update, the home agent MUST return a Binding Acknowledgement'
     (and §10.3.2 for deregistrations).  Without it the MN never learns the
     PHKT the binding now holds (P12)."""
-    decision, _ = decide(agent, node.first_bu(10, COA_1, ack=False))
+    packet = node.first_bu(10, COA_1, ack=False)
+    sent_bu = parse(packet).message
+    assert isinstance(sent_bu, mh.BindingUpdate) and not sent_bu.ack
+    decision, _ = decide(agent, packet)
     assert decision.verdict is Verdict.ACCEPTED and decision.phkt_issued
     assert decision.reply is not None
     ba = decision.reply.message
     assert isinstance(ba, mh.BindingAck)
+    assert (ba.status, ba.sequence, ba.lifetime_units) == (0, 10, DEFAULT_LIFETIME_UNITS)
     assert ba.options.permanent_home_keygen_token is not None
+    assert decision.change is not None
+    agent.apply(decision.change)
+    node.learn_phkt(decision.reply.packet, COA_1)  # the PHKT reaches the MN
+    assert node.phkt is not None
+
+    # A PHKT refresh and a deregistration with A=0 are acknowledged too.
+    refresh, _ = decide(agent, node.phkt_bu(11, COA_2, ack=False))
+    assert refresh.verdict is Verdict.ACCEPTED
+    assert refresh.reply is not None and refresh.reply.destination == COA_2
+    assert isinstance(refresh.reply.message, mh.BindingAck)
+    assert refresh.reply.message.status == 0 and refresh.reply.message.sequence == 11
+    assert ba_authenticator_ok(refresh.reply.packet, kbm(node.phkt), COA_2)
+    assert refresh.change is not None
+    agent.apply(refresh.change)
+    gone, _ = decide(agent, node.deregistration(12, COA_2, ack=False))
+    assert gone.verdict is Verdict.ACCEPTED
+    assert gone.change is not None and gone.change.kind is ChangeKind.DELETE
+    assert gone.reply is not None
+    assert isinstance(gone.reply.message, mh.BindingAck)
+    assert (gone.reply.message.status, gone.reply.message.lifetime_units) == (0, 0)
+    assert ba_authenticator_ok(gone.reply.packet, kbm(node.phkt), node.hoa)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="home agent bug: a BU from a non-unicast source is answered (BA sent to "
-    "multicast/unspecified) instead of being silently discarded (RFC 6275 §9.5.4)",
-)
+NON_UNICAST_SOURCES = {
+    "multicast": addr("ff02::1"),
+    "link-local": addr("fe80::1"),
+    "unspecified": addr("::"),
+    "loopback": addr("::1"),
+    "ipv4-mapped": addr("::ffff:192.0.2.1"),
+}
+
+
+@pytest.mark.parametrize("source", NON_UNICAST_SOURCES.values(), ids=NON_UNICAST_SOURCES.keys())
 @pytest.mark.parametrize(
-    ("source", "kind"),
-    [
-        (addr("ff02::1"), "deregistration"),
-        (addr("::"), "deregistration"),
-        (addr("ff02::1"), "alternate_coa"),
-    ],
-    ids=["multicast-deregistration", "unspecified-deregistration", "multicast-alternate-coa"],
+    "kind", ["deregistration", "alternate_coa", "alternate_coa_own", "refresh", "first_bu"]
 )
 def test_bu_from_non_unicast_source_dropped(
     agent: HomeAgent, node: MobileNode, source: bytes, kind: str
@@ -1266,51 +1473,99 @@ def test_bu_from_non_unicast_source_dropped(
     carried the Binding Update does not contain a unicast address, the Binding
     Acknowledgement MUST NOT be sent and the Binding Update packet MUST be
     silently discarded.'  Deregistrations skip the CoA check and the Alternate
-    CoA option replaces the source in it, so the source is never checked."""
+    CoA option replaces the source in it, so the source is checked on its own,
+    before any CoA check, whatever the BU (even a correctly authenticated one)."""
     register(agent, node, 10)
+    before = cache_state(agent.cache)
     if kind == "deregistration":
         packet = node.deregistration(11, source)
-    else:
+    elif kind == "alternate_coa":
         packet = node.phkt_bu(11, source, alternate_coa=COA_2)
-    decision, _ = decide(agent, packet)
-    assert decision.verdict is Verdict.DROPPED
-    assert decision.reply is None and decision.change is None
+    elif kind == "alternate_coa_own":  # an invalid CoA too, but the source comes first
+        packet = node.phkt_bu(11, source, alternate_coa=ANCHOR)
+    elif kind == "refresh":
+        packet = node.phkt_bu(11, source)
+    else:
+        packet = node.first_bu(11, source)
+    decision, cost = decide(agent, packet)
+    assert_dropped(decision, DropReason.SOURCE_NOT_UNICAST)
+    assert cost == 0
+    assert cache_state(agent.cache) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="home agent bug: max_lifetime_s of 1..3 s is accepted but grants every "
-    "registration 0 s (BA lifetime 0 = deregistration semantics, binding expires at once)",
-)
-def test_registration_never_granted_zero_lifetime(node: MobileNode) -> None:
+@pytest.mark.parametrize("max_lifetime_s", [1, 2, 3])
+def test_registration_never_granted_zero_lifetime(node: MobileNode, max_lifetime_s: int) -> None:
     """P12 / RFC 6275 §6.1.8: a BA with lifetime 0 answers a deregistration; an
-    accepted registration must be granted at least one 4 s unit.  Either the
-    configuration must refuse a maximum below 4 s, or the grant must not be 0."""
-    try:
-        agent = make_agent(max_lifetime_s=3)
-    except ValueError:
-        return  # fixed by validation
+    accepted registration must be granted at least one 4 s unit.  So the
+    configuration refuses a maximum below 4 s, and the smallest allowed
+    maximum grants exactly one unit."""
+    with pytest.raises(ValueError, match="max lifetime must be 4..86400 s"):
+        make_agent(max_lifetime_s=max_lifetime_s)
+    agent = make_agent(max_lifetime_s=4)
     decision, _ = decide(agent, node.first_bu(10, COA_1, 100))
     assert decision.verdict is Verdict.ACCEPTED
     assert decision.change is not None and decision.change.binding is not None
-    assert decision.change.binding.lifetime_s > 0
+    assert decision.change.binding.lifetime_s == 4
     assert decision.reply is not None
     assert isinstance(decision.reply.message, mh.BindingAck)
-    assert decision.reply.message.lifetime_units > 0
+    assert decision.reply.message.lifetime_units == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="home agent bug: return_routability=True without a token_issuer crashes "
-    "on a BU (AssertionError) instead of being refused at construction or dropped",
-)
-def test_return_routability_without_issuer_never_crashes(node: MobileNode) -> None:
-    """P13: HomeAgent(config with return_routability=True, token_issuer=None) is
-    accepted; a CoTI is then dropped (RETURN_ROUTABILITY_DISABLED) but any BU
-    hits ``assert self.token_issuer is not None`` (AttributeError under -O)."""
-    try:
-        agent = make_agent(return_routability=True)
-    except ValueError:
-        return  # fixed by validation at construction
-    decision, _ = decide(agent, node.first_bu(10, COA_1, nonce_indices=(0, 0)))
-    assert decision.verdict is Verdict.DROPPED
+def test_return_routability_without_issuer_refused_at_construction() -> None:
+    """P13: return-routability mode needs a care-of token issuer, so
+    HomeAgent(config with return_routability=True, token_issuer=None) is
+    refused when built, never left to fail on the first BU."""
+    with pytest.raises(ValueError, match="needs a care-of token issuer"):
+        make_agent(return_routability=True)
+    with pytest.raises(ValueError, match="needs a care-of token issuer"):
+        HomeAgent(make_config(return_routability=True), seeded_rng(1))
+    issuer = auth.CareOfTokenIssuer(KDAR, seeded_rng(77), 0.0)
+    agent = make_agent(return_routability=True, token_issuer=issuer)
+    assert agent.token_issuer is issuer
+
+
+class RecordingTokenIssuer(auth.CareOfTokenIssuer):
+    """A care-of token issuer that records every use."""
+
+    def __init__(self) -> None:
+        super().__init__(KDAR, seeded_rng(77), 0.0)
+        self.calls: list[str] = []
+
+    def issue(self, coa: bytes, now: float) -> tuple[int, bytes]:
+        self.calls.append("issue")
+        return super().issue(coa, now)
+
+    def token_for(self, coa: bytes, nonce_index: int, now: float) -> bytes | None:
+        self.calls.append("token_for")
+        return super().token_for(coa, nonce_index, now)
+
+
+def test_token_issuer_ignored_without_return_routability(node: MobileNode) -> None:
+    """P13: a DAR configured without return routability requires no care-of
+    test even when it was handed a token issuer: CoTIs are dropped, BUs need
+    no Nonce Indices, and Kbm = SHA1(PHKT) with no care-of token mixed in."""
+    issuer = RecordingTokenIssuer()
+    agent = make_agent(token_issuer=issuer)
+    assert not agent.config.return_routability
+
+    coti, cost = decide(agent, coti_packet(COA_1), 10.0)
+    assert_dropped(coti, DropReason.RETURN_ROUTABILITY_DISABLED)
+    assert cost == 0
+
+    first = node.first_bu(10, COA_1)
+    assert parse(first).message.options.nonce_indices is None
+    assert parse(first).message.options.authenticator is None
+    registered = accept(agent, first, 20.0)
+    assert registered.reply is not None
+    node.learn_phkt(registered.reply.packet, COA_1)  # BA keyed by SHA1(PHKT) alone
+    assert node.phkt is not None
+
+    # A token the issuer could have handed out is not part of Kbm here.
+    _, token = auth.CareOfTokenIssuer(KDAR, seeded_rng(77), 0.0).issue(COA_2, 30.0)
+    with_token, _ = decide(agent, node.phkt_bu(11, COA_2, care_of_token=token, nonce_index=0), 40.0)
+    assert_dropped(with_token, DropReason.BAD_AUTHENTICATOR)
+    moved, cost = decide(agent, node.phkt_bu(11, COA_2), 40.0)
+    assert moved.verdict is Verdict.ACCEPTED and cost == 0
+    assert moved.reply is not None
+    assert ba_authenticator_ok(moved.reply.packet, kbm(node.phkt), COA_2)
+    assert issuer.calls == []
