@@ -73,7 +73,10 @@ def _read_key(path: str) -> cga.rsa.RSAPrivateKey:
 def cmd_cga_keygen(args: argparse.Namespace) -> int:
     if not cga.MIN_KEY_BITS <= args.bits <= cga.MAX_KEY_BITS:
         raise UsageError(f"--bits must be {cga.MIN_KEY_BITS}..{cga.MAX_KEY_BITS} (P8)")
-    keyfile.write_private_key(Path(args.out), cga.generate_rsa_key(args.bits))
+    try:
+        keyfile.write_private_key(Path(args.out), cga.generate_rsa_key(args.bits))
+    except OSError as error:
+        raise UsageError(f"cannot write {args.out}: {error.strerror}") from None
     print(args.out)
     return EXIT_OK
 
@@ -83,6 +86,10 @@ def cmd_cga_address(args: argparse.Namespace) -> int:
         raise UsageError("--sec must be 0, 1 or 2")
     prefix = _parse_prefix(args.prefix)
     key = _read_key(args.key)
+    try:
+        cga.load_public_key(cga.public_key_der(key))
+    except cga.CgaKeyError as error:
+        raise UsageError(f"{args.key}: {error} (P8)") from None
     address, params = cga.generate_cga(cga.public_key_der(key), prefix, args.sec, os.urandom)
     address_text = str(ipaddress.IPv6Address(address))
     if args.json:
@@ -143,7 +150,38 @@ def cmd_mh_decode(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from fama_ryu import demo  # imported on use: the other commands do not need it
 
-    return demo.run(pcap_path=Path(args.pcap), keys_dir=Path(args.keys_out), out=sys.stdout)
+    pcap_path, keys_dir = Path(args.pcap), Path(args.keys_out)
+    if pcap_path.is_dir():
+        raise UsageError(f"--pcap {pcap_path} is a directory")
+    if keys_dir.exists() and not keys_dir.is_dir():
+        raise UsageError(f"--keys-out {keys_dir} is not a directory")
+    try:
+        return demo.run(pcap_path=pcap_path, keys_dir=keys_dir, out=sys.stdout)
+    except OSError as error:
+        raise UsageError(f"{error.filename}: {error.strerror}") from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from fama_ryu import config  # imported on use: PyYAML and oslo.config load slowly
+
+    try:
+        domain = config.load_domain(Path(args.file))
+    except config.UnreadableConfigError as error:
+        raise UsageError(str(error)) from None
+    except config.ConfigError as error:
+        print(error, file=sys.stderr)
+        return EXIT_NEGATIVE
+    print(f"{args.file}: valid, {len(domain.dars)} DAR(s)")
+    for dar in domain.dars:
+        prefixes = ", ".join(str(prefix) for prefix in dar.access_prefixes)
+        mode = "return-routability" if dar.return_routability else "basic"
+        if dar.name == domain.legacy_home_agent:
+            mode += ", legacy home agent for every prefix of the domain"
+        print(
+            f"{dar.name}: dpid {dar.dpid_text}, prefixes {prefixes}, "
+            f"anchor {dar.anchor_address}, mode {mode}"
+        )
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--pcap", required=True, metavar="FILE")
     demo.add_argument("--keys-out", required=True, metavar="DIR")
     demo.set_defaults(handler=cmd_demo)
+
+    check_config = commands.add_parser("check-config", help="validate a FAMA domain file")
+    check_config.add_argument("file", metavar="FILE", help="domain file (YAML)")
+    check_config.set_defaults(handler=cmd_check_config)
     return parser
 
 

@@ -133,11 +133,21 @@ def describe_rejection(error: mh.MobilityParseError) -> dict[str, Any]:
 def decode_bytes(data: bytes) -> dict[str, Any]:
     """Decode an Ethernet frame or a bare IPv6 packet and describe it."""
     try:
-        looks_ethernet = len(data) > 14 and data[12:14] == b"\x86\xdd" and data[14] >> 4 == 6
-        if looks_ethernet or not data or data[0] >> 4 != 6:
-            packet = mh.parse_ethernet_frame(data)
-        else:
+        if _looks_like_ipv6_packet(data):
             packet = mh.parse_ipv6_packet(data)
+        else:
+            packet = mh.parse_ethernet_frame(data)
     except mh.MobilityParseError as error:
         return describe_rejection(error)
     return describe_packet(packet)
+
+
+def _looks_like_ipv6_packet(data: bytes) -> bool:
+    """A bare IPv6 packet: version 6 and a payload length that fits the data.
+
+    An Ethernet frame whose destination MAC starts with 0x6_ would pass the
+    version test alone; the length test tells them apart.
+    """
+    if len(data) < 40 or data[0] >> 4 != 6:
+        return False
+    return 40 + int.from_bytes(data[4:6], "big") <= len(data)

@@ -39,8 +39,7 @@ def write_pcap(stream: BinaryIO, packets: Iterable[tuple[float, bytes]]) -> int:
     stream.write(struct.pack("<IHHiIII", _PCAP_MAGIC_USEC, 2, 4, 0, 0, 65535, LINKTYPE_ETHERNET))
     count = 0
     for timestamp, frame in packets:
-        seconds = int(timestamp)
-        micros = int(round((timestamp - seconds) * 1_000_000))
+        seconds, micros = divmod(round(timestamp * 1_000_000), 1_000_000)
         stream.write(struct.pack("<IIII", seconds, micros, len(frame), len(frame)))
         stream.write(frame)
         count += 1
@@ -112,9 +111,11 @@ def _read_pcapng(stream: BinaryIO, head: bytes) -> Iterator[CapturedPacket]:
                 raise CaptureFormatError(f"bad pcapng block length {total}")
             body = _read_exact(stream, total - 8, "pcapng block")[:-4]
             if block_type == _PCAPNG_INTERFACE_DESCRIPTION:
+                _require_body(body, 8, "interface description")
                 linktypes.append(struct.unpack_from(order + "H", body, 0)[0])
                 resolutions.append(_interface_resolution(body[8:], order))
             elif block_type == _PCAPNG_ENHANCED_PACKET:
+                _require_body(body, 20, "enhanced packet")
                 interface, high, low, captured, _ = struct.unpack_from(order + "IIIII", body, 0)
                 if interface >= len(linktypes) or 20 + captured > len(body):
                     raise CaptureFormatError("enhanced packet block out of bounds")
@@ -123,10 +124,17 @@ def _read_pcapng(stream: BinaryIO, head: bytes) -> Iterator[CapturedPacket]:
                     ticks * resolutions[interface], linktypes[interface], body[20 : 20 + captured]
                 )
             elif block_type == _PCAPNG_SIMPLE_PACKET:
+                _require_body(body, 4, "simple packet")
                 if not linktypes:
                     raise CaptureFormatError("simple packet block before interface")
-                yield CapturedPacket(0.0, linktypes[0], body[4:])
+                original_length = struct.unpack_from(order + "I", body, 0)[0]
+                yield CapturedPacket(0.0, linktypes[0], body[4 : 4 + original_length])
         block_head = stream.read(4)
+
+
+def _require_body(body: bytes, minimum: int, what: str) -> None:
+    if len(body) < minimum:
+        raise CaptureFormatError(f"{what} block body of {len(body)} bytes")
 
 
 def _interface_resolution(options: bytes, order: str) -> float:
@@ -136,6 +144,8 @@ def _interface_resolution(options: bytes, order: str) -> float:
         code, length = struct.unpack_from(order + "HH", options, position)
         if code == 0:
             break
+        if position + 4 + length > len(options):
+            raise CaptureFormatError("interface option overruns its block")
         if code == 9 and length >= 1:
             value = options[position + 4]
             return 2.0 ** -(value & 0x7F) if value & 0x80 else 10.0**-value

@@ -161,11 +161,6 @@ def test_keygen_non_integer_bits_is_an_argparse_usage_error(capsys, tmp_path):
     assert "invalid int value" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unwritable --out (here a directory) escapes as IsADirectoryError "
-    "(traceback, exit 1) instead of exit 2 with a message",
-)
 def test_keygen_into_a_directory_is_a_usage_error(capsys, tmp_path):
     code, out, err = run(capsys, "cga", "keygen", "--bits", "1024", "--out", str(tmp_path))
     assert_usage_error(code, out, err, str(tmp_path))
@@ -248,7 +243,10 @@ def test_address_rejects_unusable_input_with_exit_2(
     capsys, tmp_path, key_path, not_a_key, ec_key, prefix, sec, key, fragment
 ):
     key_file = {
-        "good": key_path, "missing": tmp_path / "absent.pem", "text": not_a_key, "ec": ec_key
+        "good": key_path,
+        "missing": tmp_path / "absent.pem",
+        "text": not_a_key,
+        "ec": ec_key,
     }[key]
     code, out, err = run(
         capsys, "cga", "address", "--key", str(key_file), "--prefix", prefix, "--sec", sec
@@ -256,11 +254,6 @@ def test_address_rejects_unusable_input_with_exit_2(
     assert_usage_error(code, out, err, fragment)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: `cga address` accepts a key outside the P8 policy (1024..2040 bits) and "
-    "prints, with exit 0, a CGA that `cga verify` rejects (step PUBLIC_KEY)",
-)
 def test_address_refuses_a_key_outside_the_key_policy(capsys, tmp_path):
     big = tmp_path / "big.pem"
     big.write_bytes(cga.private_key_pem(cga.generate_rsa_key(2048)))
@@ -475,11 +468,6 @@ def test_decode_payload_proto_not_59_is_parameter_problem_with_pointer(capsys):
     assert described["pointer"] == 40  # the Payload Proto field, from the IPv6 header
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: mh_describe.decode_bytes takes a bare IPv6 packet for an Ethernet frame "
-    "when source address bytes 4-6 look like EtherType 0x86dd + an IPv6 version nibble",
-)
 def test_decode_bare_ipv6_packet_whose_source_looks_like_an_ethertype(capsys):
     source = addr("2001:db8:86dd:6000::1")
     packet = mh.build_packet(
@@ -525,8 +513,10 @@ def _raw_ipv6_pcapng(packets: list[bytes]) -> bytes:
 
     def block(block_type: int, body: bytes) -> bytes:
         body += bytes(-len(body) % 4)
-        return struct.pack("<II", block_type, 12 + len(body)) + body + struct.pack(
-            "<I", 12 + len(body)
+        return (
+            struct.pack("<II", block_type, 12 + len(body))
+            + body
+            + struct.pack("<I", 12 + len(body))
         )
 
     data = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
@@ -534,7 +524,8 @@ def _raw_ipv6_pcapng(packets: list[bytes]) -> bytes:
     for n, packet in enumerate(packets):
         ticks = (1_700_000_000 + n) * 1_000_000
         data += block(
-            6, struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(packet), len(packet))
+            6,
+            struct.pack("<IIIII", 0, ticks >> 32, ticks & 0xFFFFFFFF, len(packet), len(packet))
             + packet,
         )
     return data
@@ -658,7 +649,8 @@ def test_demo_alternates_binding_updates_and_their_accepting_acks(demo_run):
         assert ba.sequence == bu.sequence
         assert ba.status == mh.BAStatus.ACCEPTED
         assert (ba_packet.source, ba_packet.destination) == (
-            bu_packet.destination, bu_packet.source
+            bu_packet.destination,
+            bu_packet.source,
         )
         # the BA's type 2 Routing Header carries the HoA the BU registered
         assert ba_packet.routing_address == bu_packet.home_address
@@ -700,22 +692,28 @@ def test_demo_second_bu_to_dar1_is_phkt_authenticated_not_signed(demo_run):
 
 
 def _kbm_from_demo_phkt(demo_run) -> bytes:
+    """Kbm = SHA1(PHKT), the PHKT of BA 2 decrypted with the key the demo wrote."""
     key = cga.load_private_key_pem((demo_run.keys / "mn-key.pem").read_bytes())
     token = demo_run.packets[1].message.options.permanent_home_keygen_token
     phkt = auth.decrypt_phkt(key, token)
     assert phkt is not None and len(phkt) == 8, "the written key does not decrypt the PHKT"
-    return hashlib.sha1(phkt).digest()
+    kbm = hashlib.sha1(phkt).digest()
+    assert kbm == auth.binding_management_key(phkt, None)
+    return kbm
 
 
 def test_demo_authenticators_verify_with_kbm_from_the_decrypted_phkt(demo_run):
     kbm = _kbm_from_demo_phkt(demo_run)
-    assert kbm == auth.binding_management_key(hashlib.sha1 and None or None, None) if False else kbm
     ba, bu = demo_run.packets[1], demo_run.packets[2]
     # BU 3: First(96, HMAC_SHA1(Kbm, CoA | A_HDAR | MH data)), CoA = source, A_HDAR = destination
-    expected_bu = auth.binding_authenticator(kbm, bu.source, bu.destination, bu.mh.authorized_data())
+    expected_bu = auth.binding_authenticator(
+        kbm, bu.source, bu.destination, bu.mh.authorized_data()
+    )
     assert expected_bu == bu.message.options.authenticator
     # BA 2 (sent with the PHKT): keyed the same way, CoA = its destination
-    expected_ba = auth.binding_authenticator(kbm, ba.destination, ba.source, ba.mh.authorized_data())
+    expected_ba = auth.binding_authenticator(
+        kbm, ba.destination, ba.source, ba.mh.authorized_data()
+    )
     assert expected_ba == ba.message.options.authenticator
     # and another key would not do: the check is not vacuous
     wrong = auth.binding_authenticator(
@@ -757,11 +755,6 @@ def test_demo_capture_timestamps_increase(demo_run):
     assert len(set(stamps)) == len(stamps)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an unusable --keys-out (an existing file) escapes as an OSError "
-    "traceback instead of exit 2 with a message",
-)
 def test_demo_keys_out_that_is_a_file_is_a_usage_error(capsys, tmp_path):
     blocker = tmp_path / "keys"
     blocker.write_text("a file, not a directory")
@@ -793,8 +786,9 @@ def test_console_script_decodes_the_demo_capture(demo_run):
 
 
 def test_console_script_verifies_a_cga_and_reports_usage_errors(sec1_cga):
-    ok = _console("cga", "verify", "--address", sec1_cga["address"], "--params",
-                  sec1_cga["params_hex"])
+    ok = _console(
+        "cga", "verify", "--address", sec1_cga["address"], "--params", sec1_cga["params_hex"]
+    )
     assert (ok.returncode, ok.stdout.strip()) == (EXIT_OK, "valid CGA, Sec 1")
     bad = _console("mh", "decode")
     assert bad.returncode == EXIT_USAGE

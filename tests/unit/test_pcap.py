@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fama_ryu import pcap
-from fama_ryu.pcap import CaptureFormatError, CapturedPacket, read_capture, write_pcap
+from fama_ryu.pcap import CapturedPacket, CaptureFormatError, read_capture, write_pcap
 
 TSHARK = shutil.which("tshark")
 EDITCAP = shutil.which("editcap")
@@ -201,11 +201,6 @@ def test_write_then_read_round_trip_property(records):
     assert all(p.linktype == pcap.LINKTYPE_ETHERNET for p in packets)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: write_pcap rounds the fraction to 1_000_000 microseconds instead of "
-    "carrying into the seconds (1.9999996 -> sec 1, usec 1000000)",
-)
 def test_write_pcap_carries_rounded_microseconds_into_seconds():
     data = _written([(1.9999996, b"x")])
     seconds, micros = struct.unpack_from("<II", data, 24)
@@ -257,7 +252,9 @@ def test_reads_pcapng_written_by_tshark(tmp_path: Path):
     source.write_bytes(_sample_pcap())
     subprocess.run(
         [tshark, "-r", str(source), "-F", "pcapng", "-w", str(converted)],
-        check=True, capture_output=True, timeout=60,
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     data = converted.read_bytes()
     assert data[:4] == b"\x0a\x0d\x0d\x0a", "tshark did not write pcapng"
@@ -270,8 +267,9 @@ def test_reads_nanosecond_pcap_and_pcapng_written_by_editcap(tmp_path: Path):
     source, nsec, nsec_ng = tmp_path / "in.pcap", tmp_path / "ns.pcap", tmp_path / "ns.pcapng"
     source.write_bytes(_sample_pcap())
     for fmt, src, dst in (("nsecpcap", source, nsec), ("pcapng", nsec, nsec_ng)):
-        subprocess.run([editcap, "-F", fmt, str(src), str(dst)], check=True,
-                       capture_output=True, timeout=60)
+        subprocess.run(
+            [editcap, "-F", fmt, str(src), str(dst)], check=True, capture_output=True, timeout=60
+        )
     assert nsec.read_bytes()[:4] == struct.pack("<I", 0xA1B23C4D), "not a nanosecond pcap"
     ng = nsec_ng.read_bytes()
     # editcap keeps the nanosecond resolution: if_tsresol = 9 in the IDB.
@@ -345,11 +343,6 @@ def test_pcapng_interface_of_a_previous_section_is_forgotten():
         _read_all(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a Simple Packet Block yields its 32-bit padding as packet data "
-    "(body[4:] instead of body[4:4+original length])",
-)
 def test_pcapng_simple_packet_block_data_excludes_padding():
     data = ng_shb("<") + ng_idb("<", 1) + ng_spb("<", b"abcde")
     (packet,) = _read_all(data)
@@ -363,7 +356,8 @@ def test_pcapng_simple_packet_block_data_excludes_padding():
         pytest.param(ng_shb("<") + ng_idb("<", 1) + ng_epb("<", 1, 1, b"x"), id="epb-bad-iface"),
         pytest.param(ng_shb("<") + ng_spb("<", b"x"), id="spb-before-any-idb"),
         pytest.param(
-            ng_shb("<") + ng_idb("<", 1)
+            ng_shb("<")
+            + ng_idb("<", 1)
             + ng_block("<", EPB_TYPE, struct.pack("<IIIII", 0, 0, 0, 99, 99) + b"short"),
             id="epb-captured-length-past-block",
         ),
@@ -391,21 +385,18 @@ def test_malformed_captures_raise_capture_format_error(data):
 _CRASH = "BUG: a short pcapng block body escapes as {} instead of CaptureFormatError"
 
 
-@pytest.mark.xfail(strict=True, reason=_CRASH.format("struct.error"))
 def test_pcapng_interface_block_without_body_raises_capture_format_error():
     data = ng_shb("<") + ng_block("<", IDB_TYPE, b"")  # total length 12
     with pytest.raises(CaptureFormatError):
         _read_all(data)
 
 
-@pytest.mark.xfail(strict=True, reason=_CRASH.format("struct.error"))
 def test_pcapng_enhanced_packet_block_shorter_than_fixed_part_raises_capture_format_error():
     data = ng_shb("<") + ng_idb("<", 1) + ng_block("<", EPB_TYPE, bytes(8))
     with pytest.raises(CaptureFormatError):
         _read_all(data)
 
 
-@pytest.mark.xfail(strict=True, reason=_CRASH.format("IndexError (if_tsresol value missing)"))
 def test_pcapng_if_tsresol_option_cut_off_raises_capture_format_error():
     # IDB options hold only the if_tsresol option header (length 1), no value byte.
     body = struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HH", IF_TSRESOL, 1)
@@ -439,8 +430,9 @@ VALID_FILES = _valid_files()
 @pytest.mark.parametrize("name", sorted(VALID_FILES))
 def test_every_truncation_yields_whole_packets_or_raises_capture_format_error(name):
     data, ends = VALID_FILES[name]
-    packet_count_at_end = {end: max(0, index - (0 if name == "classic" else 1))
-                           for index, end in enumerate(ends)}
+    packet_count_at_end = {
+        end: max(0, index - (0 if name == "classic" else 1)) for index, end in enumerate(ends)
+    }
     for cut in range(len(data)):
         prefix = data[:cut]
         if cut in packet_count_at_end:
@@ -494,11 +486,6 @@ def pcapng_block_sequences(draw) -> bytes:
     return data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: pcapng blocks with short bodies raise struct.error/IndexError "
-    "instead of CaptureFormatError",
-)
 @settings(
     max_examples=300,
     deadline=None,
