@@ -212,6 +212,13 @@ class HomeAgent:
             decision = replace(decision, rsa_operations=cost)
         return decision
 
+    def rejection_packet(self, packet: mh.MobilityPacket, status: mh.BAStatus) -> bytes:
+        """A BA refusing ``packet`` with ``status`` (e.g. 130 when the store fails)."""
+        bu = packet.message
+        assert isinstance(bu, mh.BindingUpdate)
+        ba = mh.BindingAck(status, bu.sequence, 0)
+        return self._binding_ack(packet, packet.pseudo_source, ba, kbm=None, first=b"").packet
+
     def apply(self, change: BindingChange) -> None:
         """Make a decided change take effect in the cache (after persisting it)."""
         self.cache.apply(change)

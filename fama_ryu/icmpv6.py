@@ -292,16 +292,10 @@ def build_neighbor_solicitation(*, router_mac: bytes, source: bytes, target: byt
     return _ipv6_frame(router_mac, multicast_mac(destination), source, destination, message)
 
 
-def build_parameter_problem(
-    *,
-    router_mac: bytes,
-    source: bytes,
-    destination_mac: bytes,
-    invoking_packet: bytes,
-    pointer: int,
-    code: int = 0,
+def parameter_problem_packet(
+    *, source: bytes, invoking_packet: bytes, pointer: int, code: int = 0
 ) -> bytes:
-    """ICMPv6 Parameter Problem (RFC 4443 §3.4) about ``invoking_packet``.
+    """ICMPv6 Parameter Problem (RFC 4443 §3.4) about ``invoking_packet``, as IPv6.
 
     ``invoking_packet`` is the offending IPv6 packet (no Ethernet header);
     it is truncated so the error fits the minimum MTU (RFC 4443 §2.4 (c)).
@@ -311,4 +305,22 @@ def build_parameter_problem(
     room = MINIMUM_MTU - IPV6_HEADER_LEN - 8
     message = bytearray(struct.pack("!BBHI", PARAMETER_PROBLEM, code, 0, pointer))
     message += invoking_packet[:room]
-    return _ipv6_frame(router_mac, destination_mac, source, destination, message, hop_limit=64)
+    struct.pack_into("!H", message, 2, icmpv6_checksum(source, destination, bytes(message)))
+    header = struct.pack("!IHBB", 6 << 28, len(message), IPPROTO_ICMPV6, 64) + source + destination
+    return header + bytes(message)
+
+
+def build_parameter_problem(
+    *,
+    router_mac: bytes,
+    source: bytes,
+    destination_mac: bytes,
+    invoking_packet: bytes,
+    pointer: int,
+    code: int = 0,
+) -> bytes:
+    """The Parameter Problem of :func:`parameter_problem_packet` in an Ethernet frame."""
+    packet = parameter_problem_packet(
+        source=source, invoking_packet=invoking_packet, pointer=pointer, code=code
+    )
+    return destination_mac + router_mac + struct.pack("!H", ETH_TYPE_IPV6) + packet

@@ -158,6 +158,9 @@ class MobilityParseError(ValueError):
         self.reason = reason
         self.detail = detail
         self.pointer = pointer
+        # The Home Address option's address, when the error arose after it
+        # was read: a Binding Error reports it (RFC 6275 §9.3.3).
+        self.home_address: bytes | None = None
 
 
 # Minimum message length, Header Len excluded, per type (RFC 6275 §6.1):
@@ -480,12 +483,16 @@ def parse_ipv6_packet(packet: bytes) -> MobilityPacket:
                 home_address = found
         next_header = packet[offset]
         offset += header_len
-    mh = parse_mobility_header(
-        packet[offset:end],
-        pseudo_source=home_address if home_address is not None else source,
-        pseudo_destination=routing_address if routing_address is not None else destination,
-        pointer_base=offset,
-    )
+    try:
+        mh = parse_mobility_header(
+            packet[offset:end],
+            pseudo_source=home_address if home_address is not None else source,
+            pseudo_destination=routing_address if routing_address is not None else destination,
+            pointer_base=offset,
+        )
+    except MobilityParseError as error:
+        error.home_address = home_address
+        raise
     return MobilityPacket(
         source=source,
         destination=destination,

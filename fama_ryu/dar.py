@@ -1,0 +1,535 @@
+"""One Distributed Anchor Router as pure logic: switch events in, work out.
+
+A :class:`Dar` receives what the switch punts (Router and Neighbor
+Solicitations, Neighbor Advertisements, Mobility Header packets to its
+anchor address, packets to unresolved hosts) and the clock ticks, and
+returns :class:`Work`: binding changes to persist, OpenFlow steps for the
+pipeline of ``openflow_pipelines``, and frames to send.  It never touches
+a switch, a socket, a database or the clock, in the manner of Faucet's
+valve: the Ryu shim executes the work in the order :class:`Work` spells
+out (persist, then flows, then a barrier, then the Binding Ack: P12).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from fama_ryu import auth, icmpv6, mh
+from fama_ryu.binding_cache import Binding, BindingCache, BindingChange, ChangeKind
+from fama_ryu.config import DarConfig, DomainConfig
+from fama_ryu.home_agent import Decision, HomeAgent, Verdict
+from openflow_pipelines import dar_flows
+from openflow_pipelines.dar_config import DarPipelineConfig
+from openflow_pipelines.model import FlowStep
+
+LOG = logging.getLogger(__name__)
+
+Rng = Callable[[int], bytes]
+# RFC 4443 §2.4 (f) asks for rate-limited errors; issue-wide budget per destination.
+ERROR_REPLIES_PER_S = 10.0
+NEIGHBOR_SOLICIT_INTERVAL_S = 1.0
+BINDING_FLOW_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class PacketOut:
+    """A complete Ethernet frame to send out ``port``."""
+
+    port: int
+    frame: bytes
+
+
+@dataclass
+class Work:
+    """What the shim does for one event, in this order.
+
+    1. send ``packet_outs`` (they depend on nothing);
+    2. persist ``changes`` in one transaction; if that fails, call
+       :meth:`Dar.store_failed` and send its frames instead of the rest;
+    3. call :meth:`Dar.committed` with ``changes`` (the cache follows the store);
+    4. send ``flow_steps`` (a ``Barrier`` step orders what follows it);
+    5. once a barrier acknowledges all of that, send ``after_flows`` (the
+       Binding Acks: the forwarding rules are in place before the BA
+       leaves, P12).
+    """
+
+    packet_outs: list[PacketOut] = field(default_factory=list)
+    changes: list[BindingChange] = field(default_factory=list)
+    flow_steps: list[FlowStep] = field(default_factory=list)
+    after_flows: list[PacketOut] = field(default_factory=list)
+    decisions: list[tuple[mh.MobilityPacket, Decision]] = field(default_factory=list)
+
+    def extend(self, other: Work) -> None:
+        self.packet_outs += other.packet_outs
+        self.changes += other.changes
+        self.flow_steps += other.flow_steps
+        self.after_flows += other.after_flows
+        self.decisions += other.decisions
+
+
+@dataclass
+class Neighbor:
+    mac: bytes
+    port: int
+
+
+class _RateLimiter:
+    """A token bucket per key; ``now`` is passed in."""
+
+    def __init__(self, rate_per_s: float, burst: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self._buckets: dict[bytes, tuple[float, float]] = {}
+
+    def allow(self, key: bytes, now: float) -> bool:
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate_per_s)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > 4096:  # bounded memory under spoofed sources
+            self._buckets = {k: v for k, v in self._buckets.items() if v[1] > now - 10.0}
+        return True
+
+
+def _text(address: bytes) -> str:
+    return str(ipaddress.IPv6Address(address))
+
+
+def _mac_bytes(mac: str) -> bytes:
+    return bytes.fromhex(mac.replace(":", ""))
+
+
+class Dar:
+    """The controller's view and decisions for one DAR bridge."""
+
+    def __init__(
+        self,
+        config: DarConfig,
+        domain: DomainConfig,
+        rng: Rng,
+        *,
+        cache: BindingCache | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.dpid = config.dpid
+        self.rng = rng
+        token_issuer = None
+        if config.return_routability:
+            token_issuer = auth.CareOfTokenIssuer(rng(auth.NODE_KEY_LEN), rng, 0.0)
+        self.home_agent = HomeAgent(
+            config.home_agent_config(domain),
+            rng,
+            cache if cache is not None else BindingCache(domain.tombstone_ttl_s),
+            token_issuer,
+        )
+        self.router_mac = _mac_bytes(config.router_mac)
+        self.link_local = config.link_local.packed
+        self.anchor = config.anchor_address.packed
+        self.own_addresses = frozenset({self.anchor, self.link_local})
+        self.pipeline: DarPipelineConfig | None = None
+        self.generation = 0
+        self.neighbors: dict[bytes, Neighbor] = {}
+        self.counters: Counter[str] = Counter()
+        self._error_limiter = _RateLimiter(ERROR_REPLIES_PER_S, ERROR_REPLIES_PER_S)
+        self._solicit_limiter = _RateLimiter(1.0 / NEIGHBOR_SOLICIT_INTERVAL_S, 1.0)
+        self._next_ra_at: float | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def connected(self) -> bool:
+        return self.pipeline is not None
+
+    def resolve_ports(self, ports_by_name: dict[str, int]) -> DarPipelineConfig:
+        """Turn the configured port references into numbers (names from port desc)."""
+
+        def number(reference: int | str) -> int:
+            if isinstance(reference, int):
+                return reference
+            if reference not in ports_by_name:
+                raise LookupError(f"{self.name}: switch has no port named {reference!r}")
+            return ports_by_name[reference]
+
+        next_hop_mac = self.config.core_next_hop.mac
+        if next_hop_mac is None:
+            raise LookupError(f"{self.name}: core_next_hop.mac is required")
+        return DarPipelineConfig(
+            dpid=self.dpid,
+            access_ports=tuple(number(port) for port in self.config.access_ports),
+            core_port=number(self.config.core_port),
+            gre_port=number(self.config.gre_port),
+            router_mac=self.config.router_mac,
+            core_next_hop_mac=next_hop_mac,
+            anchor_address=_text(self.anchor),
+            own_addresses=(_text(self.anchor), _text(self.link_local)),
+            access_prefixes=tuple(str(prefix) for prefix in self.config.access_prefixes),
+        )
+
+    def connect(self, ports_by_name: dict[str, int], generation: int, now: float) -> Work:
+        """The switch connected: install the pipeline and every binding (reconcile).
+
+        Flows are (re)installed with ``generation``; the shim then removes
+        flows of older generations (:func:`stale_generation_cleanup`), so
+        traffic keeps flowing through the switch's old rules meanwhile.
+        """
+        self.pipeline = self.resolve_ports(ports_by_name)
+        self.generation = generation
+        work = Work(flow_steps=list(dar_flows.base_flows(self.pipeline, generation)))
+        for binding in self.home_agent.cache:
+            work.flow_steps += dar_flows.install_binding(
+                self.pipeline,
+                _text(binding.hoa),
+                _text(binding.coa),
+                generation,
+                self._expires_in(binding, now),
+            )
+        for address, neighbor in self.neighbors.items():
+            if neighbor.port in self.pipeline.access_ports:
+                work.flow_steps += self._host_flows(address, neighbor)
+        self._next_ra_at = now
+        work.extend(self.tick(now))
+        return work
+
+    def disconnect(self) -> None:
+        self.pipeline = None
+
+    def stale_generation_cleanup(self, generations_seen: Iterable[int]) -> list[FlowStep]:
+        """Deletes for every FAMA flow generation found in the switch but the current."""
+        return [
+            step
+            for generation in sorted(set(generations_seen) - {self.generation})
+            for step in dar_flows.delete_generation(generation)
+        ]
+
+    # ------------------------------------------------------------ events
+
+    def packet_in(self, in_port: int, frame: bytes, now: float) -> Work:
+        """Everything the pipeline punts arrives here."""
+        self.counters["packet_in"] += 1
+        if self.pipeline is None:
+            return Work()
+        if len(frame) < 14 + 40 or frame[12:14] != b"\x86\xdd":
+            self.counters["drop:not_ipv6"] += 1
+            return Work()
+        if frame[14 + 6] == mh.IPPROTO_ICMPV6:
+            return self._icmpv6(in_port, frame, now)
+        destination = frame[14 + 24 : 14 + 40]
+        if destination == self.anchor:
+            return self._mobility(frame, now)
+        if self._is_access_host(destination):
+            return self._resolve(destination, now)
+        self.counters["drop:unexpected_packet_in"] += 1
+        return Work()
+
+    def tick(self, now: float) -> Work:
+        """Periodic work: expire bindings (RFC 6275 §10.3.1) and send unsolicited RAs (P2)."""
+        work = Work()
+        if self.pipeline is None:
+            return work
+        expirations = self.home_agent.expirations(now)
+        if expirations:
+            work.changes += expirations
+            for change in expirations:
+                work.flow_steps += self._flows_for(change, now)
+            self.counters["binding_expired"] += len(expirations)
+        self.home_agent.cache.forget_old_tombstones(now)
+        if self._next_ra_at is not None and now >= self._next_ra_at:
+            for port in self.pipeline.access_ports:
+                work.packet_outs.append(
+                    PacketOut(port, self._router_advertisement(icmpv6.ALL_NODES, None))
+                )
+            low, high = self.config.ra_interval_s
+            fraction = int.from_bytes(self.rng(2), "big") / 0xFFFF
+            self._next_ra_at = now + low + (high - low) * fraction
+        return work
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for d in (self.home_agent.cache.next_expiry(), self._next_ra_at) if d]
+        return min(deadlines, default=None)
+
+    def revoke(self, hoa: bytes, now: float) -> Work | None:
+        """Administrative removal of a binding (REST DELETE); None if unbound."""
+        change = self.home_agent.revocation(hoa, now)
+        if change is None:
+            return None
+        self.counters["binding_revoked"] += 1
+        return Work(changes=[change], flow_steps=self._flows_for(change, now))
+
+    def committed(self, changes: list[BindingChange]) -> None:
+        """The store holds ``changes``: make them the cache's truth."""
+        for change in changes:
+            self.home_agent.apply(change)
+
+    def store_failed(self, work: Work, reason: str) -> list[PacketOut]:
+        """The store refused ``work.changes``: nothing changes, BUs get 130.
+
+        Every BU the work would have accepted is answered "insufficient
+        resources" (issue-wide policy for storage faults); forwarding is
+        left exactly as it was.
+        """
+        self.counters[f"store_error:{reason}"] += 1
+        replies = []
+        for packet, decision in work.decisions:
+            if decision.verdict is Verdict.ACCEPTED and isinstance(
+                packet.message, mh.BindingUpdate
+            ):
+                self.counters["ba_status:130"] += 1
+                refusal = self.home_agent.rejection_packet(
+                    packet, mh.BAStatus.INSUFFICIENT_RESOURCES
+                )
+                frame = self._ethernet_for(refusal)
+                if frame is not None:
+                    replies.append(frame)
+        return replies
+
+    # ------------------------------------------------------------ mobility
+
+    def _mobility(self, frame: bytes, now: float) -> Work:
+        try:
+            packet = mh.parse_ethernet_frame(frame)
+        except mh.MobilityParseError as error:
+            return self._mobility_rejected(frame, error, now)
+        decision = self.home_agent.handle(packet, now)
+        self._count(decision)
+        work = Work(decisions=[(packet, decision)])
+        reply = None
+        if decision.reply is not None:
+            reply = self._ethernet_for(decision.reply.packet)
+            if reply is None:
+                self.counters["reply_unroutable"] += 1
+        if decision.change is None:
+            if reply is not None:
+                work.packet_outs.append(reply)
+            return work
+        work.changes.append(decision.change)
+        work.flow_steps += self._flows_for(decision.change, now)
+        if reply is not None:
+            work.after_flows.append(reply)
+        return work
+
+    def _count(self, decision: Decision) -> None:
+        if decision.verdict is Verdict.DROPPED:
+            self.counters[f"drop:{decision.reason}"] += 1
+            return
+        self.counters[f"bu_result:{decision.verdict.value}"] += 1
+        if decision.status is not None:
+            self.counters[f"ba_status:{int(decision.status)}"] += 1
+        if decision.rsa_operations:
+            self.counters["rsa_operations"] += decision.rsa_operations
+
+    def _mobility_rejected(self, frame: bytes, error: mh.MobilityParseError, now: float) -> Work:
+        """RFC 6275 §9.2 reactions to a packet the codec refused."""
+        self.counters[f"drop:{error.reason.value}"] += 1
+        reaction = error.reason.reaction
+        if reaction is mh.Reaction.SILENT_DROP:
+            return Work()
+        packet = frame[14:]
+        source = packet[8:24]
+        if not _is_unicast(source) or not self._error_limiter.allow(source, now):
+            self.counters["error_reply_suppressed"] += 1
+            return Work()
+        if reaction is mh.Reaction.PARAMETER_PROBLEM:
+            assert error.pointer is not None
+            ipv6 = icmpv6.parameter_problem_packet(
+                source=self.anchor, invoking_packet=packet, pointer=error.pointer
+            )
+            self.counters["icmpv6_parameter_problem"] += 1
+        else:
+            # RFC 6275 §9.3.3: the Home Address field carries the HoA of the
+            # packet's Home Address option, or the unspecified address.
+            home_address = error.home_address if error.home_address is not None else bytes(16)
+            ipv6 = mh.build_packet(
+                mh.BindingError(mh.BEStatus.UNRECOGNIZED_MH_TYPE, home_address),
+                source=self.anchor,
+                destination=source,
+            )
+            self.counters["binding_error_2"] += 1
+        reply = self._ethernet_for(ipv6)
+        return Work(packet_outs=[reply] if reply is not None else [])
+
+    def _flows_for(self, change: BindingChange, now: float) -> list[FlowStep]:
+        assert self.pipeline is not None
+        if change.kind is ChangeKind.DELETE:
+            assert change.previous is not None
+            return list(
+                dar_flows.delete_binding(
+                    self.pipeline, _text(change.hoa), _text(change.previous.coa)
+                )
+            )
+        binding = change.binding
+        assert binding is not None
+        expires_in = self._expires_in(binding, now)
+        previous = change.previous
+        if previous is not None and previous.coa != binding.coa:
+            return dar_flows.replace_binding(
+                self.pipeline,
+                _text(binding.hoa),
+                _text(previous.coa),
+                _text(binding.coa),
+                self.generation,
+                expires_in,
+            )
+        return dar_flows.install_binding(
+            self.pipeline, _text(binding.hoa), _text(binding.coa), self.generation, expires_in
+        )
+
+    @staticmethod
+    def _expires_in(binding: Binding, now: float) -> float:
+        # Defence in depth: the switch drops the rules a little after the
+        # controller should have; the controller removes them at expiry.
+        return max(binding.expires_at - now, 0.0) + BINDING_FLOW_MARGIN_S
+
+    # ------------------------------------------------------------ routing of replies
+
+    def _is_access_host(self, address: bytes) -> bool:
+        return address not in self.own_addresses and any(
+            address[:8] == prefix.network_address.packed[:8]
+            for prefix in self.config.access_prefixes
+        )
+
+    def _ethernet_for(self, ipv6_packet: bytes) -> PacketOut | None:
+        """Frame a packet the controller originates and pick its port.
+
+        Destinations on an access link go straight to the neighbour's MAC;
+        everything else goes to the core next hop.  An unresolved access
+        destination yields None (the sender retransmits; the NS resolves it).
+        """
+        assert self.pipeline is not None
+        destination = ipv6_packet[24:40]
+        if self._is_access_host(destination) or destination[:2] == b"\xfe\x80":
+            neighbor = self.neighbors.get(destination)
+            if neighbor is None:
+                return None
+            return PacketOut(
+                neighbor.port, mh.build_ethernet_frame(self.router_mac, neighbor.mac, ipv6_packet)
+            )
+        next_hop_mac = _mac_bytes(self.pipeline.core_next_hop_mac)
+        return PacketOut(
+            self.pipeline.core_port,
+            mh.build_ethernet_frame(self.router_mac, next_hop_mac, ipv6_packet),
+        )
+
+    # ------------------------------------------------------------ neighbour discovery
+
+    def _icmpv6(self, in_port: int, frame: bytes, now: float) -> Work:
+        assert self.pipeline is not None
+        try:
+            message = icmpv6.parse_nd_frame(frame)
+        except icmpv6.NdParseError as error:
+            self.counters[f"drop:nd_{error.reason.value}"] += 1
+            return Work()
+        if in_port not in self.pipeline.access_ports:
+            self.counters["drop:nd_not_from_access"] += 1
+            return Work()
+        work = self._learn(message, in_port)
+        if message.icmp_type == icmpv6.ROUTER_SOLICITATION:
+            self.counters["router_solicitation"] += 1
+            sender = message.sender_mac
+            if message.source != icmpv6.UNSPECIFIED and sender is not None:
+                ra = self._router_advertisement(message.source, sender)
+            else:
+                ra = self._router_advertisement(icmpv6.ALL_NODES, None)
+            work.packet_outs.append(PacketOut(in_port, ra))
+        elif (
+            message.icmp_type == icmpv6.NEIGHBOR_SOLICITATION
+            and message.target in self.own_addresses
+        ):
+            self.counters["neighbor_solicitation"] += 1
+            work.packet_outs.append(PacketOut(in_port, self._neighbor_advertisement(message)))
+        return work
+
+    def _learn(self, message: icmpv6.NdMessage, port: int) -> Work:
+        """Remember where an MN's address lives, and route to it directly."""
+        mac = message.sender_mac
+        address = (
+            message.target if message.icmp_type == icmpv6.NEIGHBOR_ADVERTISEMENT else message.source
+        )
+        if mac is None or address is None or address == icmpv6.UNSPECIFIED:
+            return Work()
+        if not (self._is_access_host(address) or address[:2] == b"\xfe\x80"):
+            return Work()
+        known = self.neighbors.get(address)
+        if known is not None and known.mac == mac and known.port == port:
+            return Work()
+        neighbor = Neighbor(mac, port)
+        self.neighbors[address] = neighbor
+        self.counters["neighbor_learned"] += 1
+        if address[:2] == b"\xfe\x80":
+            return Work()  # link-local neighbours need no route
+        return Work(flow_steps=list(self._host_flows(address, neighbor)))
+
+    def _host_flows(self, address: bytes, neighbor: Neighbor) -> list[FlowStep]:
+        assert self.pipeline is not None
+        mac_text = ":".join(f"{b:02x}" for b in neighbor.mac)
+        return list(
+            dar_flows.install_host(
+                self.pipeline, _text(address), mac_text, neighbor.port, self.generation
+            )
+        )
+
+    def _resolve(self, target: bytes, now: float) -> Work:
+        """A packet for an access host with no route: ask who has it (RFC 4861 §7.2.2)."""
+        assert self.pipeline is not None
+        self.counters["unresolved_host_packet"] += 1
+        if not self._solicit_limiter.allow(target, now):
+            return Work()
+        solicitation = icmpv6.build_neighbor_solicitation(
+            router_mac=self.router_mac, source=self.anchor, target=target
+        )
+        self.counters["neighbor_solicitation_sent"] += 1
+        return Work(
+            packet_outs=[PacketOut(port, solicitation) for port in self.pipeline.access_ports]
+        )
+
+    def _router_advertisement(self, destination: bytes, destination_mac: bytes | None) -> bytes:
+        """P2: H flag, one PIO per access prefix, A_d in full in the R-flagged one."""
+        prefixes = [
+            icmpv6.AdvertisedPrefix(
+                prefix=prefix.network_address.packed,
+                router_address=self.anchor if index == 0 else None,
+            )
+            for index, prefix in enumerate(self.config.access_prefixes)
+        ]
+        self.counters["router_advertisement"] += 1
+        return icmpv6.build_router_advertisement(
+            router_mac=self.router_mac,
+            router_link_local=self.link_local,
+            destination=destination,
+            destination_mac=destination_mac or icmpv6.multicast_mac(destination),
+            prefixes=prefixes,
+        )
+
+    def _neighbor_advertisement(self, solicitation: icmpv6.NdMessage) -> bytes:
+        assert solicitation.target is not None
+        if solicitation.source == icmpv6.UNSPECIFIED:
+            # Someone probes one of our addresses (DAD): defend it to all nodes.
+            destination, destination_mac, solicited = icmpv6.ALL_NODES, None, False
+        else:
+            destination, destination_mac, solicited = (
+                solicitation.source,
+                solicitation.sender_mac,
+                True,
+            )
+        return icmpv6.build_neighbor_advertisement(
+            router_mac=self.router_mac,
+            target=solicitation.target,
+            destination=destination,
+            destination_mac=destination_mac or icmpv6.multicast_mac(destination),
+            solicited=solicited,
+        )
+
+    # ------------------------------------------------------------ views
+
+    def bindings(self) -> list[Binding]:
+        return list(self.home_agent.cache)
+
+
+def _is_unicast(address: bytes) -> bool:
+    return address[0] != 0xFF and address != bytes(16)
