@@ -7,6 +7,7 @@ Other tools and scripts rely on these exact forms:
     fama cga verify --address ADDR --params HEX
     fama mh decode (HEX | --pcap FILE)
     fama demo --pcap FILE --keys-out DIR
+    fama check-config FILE
 
 Exit codes: 0 success, 1 a negative answer (e.g. a CGA that does not
 verify), 2 unusable input.  This is the one place that reads the OS random
