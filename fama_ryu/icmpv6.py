@@ -56,6 +56,7 @@ class NdRejectReason(enum.Enum):
     UNHANDLED_TYPE = "unhandled_type"
     BAD_OPTION = "bad_option"
     MULTICAST_TARGET = "multicast_target"
+    SOLICITED_ADVERTISEMENT_TO_MULTICAST = "solicited_advertisement_to_multicast"
     UNSPECIFIED_SOURCE_WITH_LINK_LAYER = "unspecified_source_with_link_layer"
     UNSPECIFIED_SOURCE_NOT_TO_SOLICITED_NODE = "unspecified_source_not_to_solicited_node"
 
@@ -102,7 +103,7 @@ def icmpv6_checksum(source: bytes, destination: bytes, message: bytes) -> int:
 
 def solicited_node_multicast(address: bytes) -> bytes:
     """ff02::1:ffXX:XXXX for ``address`` (RFC 4291 §2.7.1)."""
-    return bytes.fromhex("ff020000000000000000000001ff") + address[13:]
+    return bytes.fromhex("ff0200000000000000000001ff") + address[13:]
 
 
 def multicast_mac(address: bytes) -> bytes:
@@ -122,8 +123,10 @@ def _is_multicast(address: bytes) -> bool:
 
 def parse_nd_frame(frame: bytes) -> NdMessage:
     """Decode and validate an RS, NS or NA in an Ethernet frame."""
-    if len(frame) < 14 + IPV6_HEADER_LEN or int.from_bytes(frame[12:14], "big") != ETH_TYPE_IPV6:
+    if len(frame) < 14 or int.from_bytes(frame[12:14], "big") != ETH_TYPE_IPV6:
         raise NdParseError(NdRejectReason.NOT_IPV6, "not an Ethernet IPv6 frame")
+    if len(frame) < 14 + IPV6_HEADER_LEN:
+        raise NdParseError(NdRejectReason.TRUNCATED, f"{len(frame)}-byte frame")
     packet = frame[14:]
     if packet[0] >> 4 != 6:
         raise NdParseError(NdRejectReason.NOT_IPV6, "IP version")
@@ -152,6 +155,13 @@ def parse_nd_frame(frame: bytes) -> NdMessage:
     target = None if icmp_type == ROUTER_SOLICITATION else message[8:24]
     if target is not None and _is_multicast(target):
         raise NdParseError(NdRejectReason.MULTICAST_TARGET, "multicast target")
+    if (
+        icmp_type == NEIGHBOR_ADVERTISEMENT
+        and _is_multicast(destination)
+        and message[4] & _NA_SOLICITED
+    ):
+        # RFC 4861 §7.1.2: a solicited advertisement is never multicast.
+        raise NdParseError(NdRejectReason.SOLICITED_ADVERTISEMENT_TO_MULTICAST, "S=1")
     source_link_layer = options.get(OPTION_SOURCE_LINK_LAYER)
     if source == UNSPECIFIED and icmp_type != NEIGHBOR_ADVERTISEMENT:
         if source_link_layer is not None:
