@@ -37,7 +37,7 @@ default)::
                                      #   not its Subnet-Router anycast address
         link_local: "fe80::d0:1"     # ? in fe80::/10; default: modified EUI-64 of router_mac
         core_next_hop:
-          address: "2001:db8:ffff::ff"  # unicast, outside this DAR's access prefixes
+          address: "2001:db8:ffff::ff"  # unicast, not the anchor address
           mac: "02:00:00:00:ff:ff"      # ? default: resolved by Neighbor Solicitation
         return_routability: false    # ? care-of test required (P13); default false
         binding_limit: 10000         # ? >= 1; default 100000
@@ -738,15 +738,16 @@ def _check_dar_consistency(location: str, fields: dict[str, Any], report: _Repor
     if gre_port is not None and gre_port == core_port:
         report.add(f"{location}.gre_port", f"port {_show(gre_port)} is also the core port")
 
+    # The next hop may sit inside the anchor's /64: Open vSwitch 3.1 takes a
+    # tunnel's outer source from the route to the next hop, so numbering the
+    # next hop there is how the outer source becomes A_d (docs/lab-notes.md).
     next_hop: NextHop | None = fields.get("core_next_hop")
-    if next_hop is not None:
-        for prefix in prefixes:
-            if next_hop.address in prefix:
-                report.add(
-                    f"{location}.core_next_hop.address",
-                    f"{next_hop.address} is inside this DAR's access prefix {prefix}; "
-                    "the core next hop must be on the core link",
-                )
+    anchor = fields.get("anchor_address")
+    if next_hop is not None and anchor is not None and next_hop.address == anchor:
+        report.add(
+            f"{location}.core_next_hop.address",
+            f"{next_hop.address} is the anchor address itself",
+        )
 
     if "link_local" not in fields and "router_mac" in fields:
         fields["link_local"] = _eui64_link_local(fields["router_mac"])

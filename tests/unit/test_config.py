@@ -473,9 +473,15 @@ def test_core_next_hop_must_be_unicast(address: str) -> None:
     assert_error(data, "dars[0].core_next_hop.address", "is not a unicast address")
 
 
-def test_core_next_hop_must_not_be_on_an_access_link() -> None:
-    data = with_dar_value("core_next_hop", {"address": "2001:db8:1::ff"})
-    assert_error(data, "dars[0].core_next_hop.address", "inside this DAR's access prefix")
+def test_core_next_hop_must_not_be_the_anchor() -> None:
+    data = with_dar_value("core_next_hop", {"address": "2001:db8:1::1"})
+    assert_error(data, "dars[0].core_next_hop.address", "is the anchor address itself")
+
+
+def test_core_next_hop_may_be_numbered_in_the_anchor_prefix() -> None:
+    """OVS 3.1 takes the tunnel's outer source from the route to the next hop."""
+    data = with_dar_value("core_next_hop", {"address": "2001:db8:1::fffe"})
+    parse_domain(data, "test")
 
 
 @pytest.mark.parametrize(
