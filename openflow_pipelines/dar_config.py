@@ -1,0 +1,92 @@
+"""What the DAR flow builders need to know about one bridge (P1, P14).
+
+The project's config loader converts its own configuration into a
+``DarPipelineConfig``; addresses and MACs are normalised here (compressed
+IPv6, lower-case MAC) so flows built from differently spelled configs are
+identical.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from openflow_pipelines.model import FIELDS, MAX_PHYSICAL_PORT
+from openflow_pipelines.pipeline import PortRole
+
+ACCESS_PREFIX_LENGTH = 64  # P1
+
+
+@dataclass(frozen=True)
+class DarPipelineConfig:
+    """One DAR bridge.
+
+    ``own_addresses`` are every address of the DAR itself (its link-local
+    address and ``anchor_address`` at least); ``anchor_address`` (A_d) is the
+    home-agent address and the DAR end of every tunnel, inside the first
+    access prefix (P1).  ``router_mac`` is the MAC the DAR answers Neighbor
+    Solicitations with and must be the bridge's own (LOCAL port) MAC: Open
+    vSwitch only terminates tunnel packets addressed to that MAC.
+    """
+
+    dpid: int
+    access_ports: tuple[int, ...]
+    core_port: int
+    gre_port: int
+    router_mac: str
+    core_next_hop_mac: str
+    anchor_address: str
+    own_addresses: tuple[str, ...]
+    access_prefixes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.dpid < (1 << 64):
+            raise ValueError(f"dpid {self.dpid} does not fit 64 bits")
+        ports = (*self.access_ports, self.core_port, self.gre_port)
+        if not self.access_ports:
+            raise ValueError("a DAR needs at least one access port")
+        if len(set(ports)) != len(ports) or not all(0 < port < MAX_PHYSICAL_PORT for port in ports):
+            raise ValueError(f"ports must be distinct physical port numbers, got {ports}")
+        mac = FIELDS["eth_src"]
+        for name in ("router_mac", "core_next_hop_mac"):
+            value = mac.normalise(getattr(self, name))
+            if mac.to_int(value) >> 40 & 1:
+                raise ValueError(f"{name} {value} is a multicast MAC")
+            object.__setattr__(self, name, value)
+        prefixes = tuple(ipaddress.IPv6Network(prefix) for prefix in self.access_prefixes)
+        if not prefixes or any(prefix.prefixlen != ACCESS_PREFIX_LENGTH for prefix in prefixes):
+            raise ValueError(
+                f"access prefixes must be one or more /64s, got {self.access_prefixes}"
+            )
+        anchor = ipaddress.IPv6Address(self.anchor_address)
+        if anchor not in prefixes[0]:
+            raise ValueError(f"anchor address {anchor} is not in the first access prefix (P1)")
+        own = tuple(ipaddress.IPv6Address(address) for address in self.own_addresses)
+        if anchor not in own:
+            raise ValueError("own_addresses must include the anchor address")
+        object.__setattr__(self, "access_prefixes", tuple(prefix.compressed for prefix in prefixes))
+        object.__setattr__(self, "anchor_address", anchor.compressed)
+        object.__setattr__(self, "own_addresses", tuple(address.compressed for address in own))
+
+    def port_role(self, port: int) -> PortRole | None:
+        if port in self.access_ports:
+            return PortRole.ACCESS
+        if port == self.core_port:
+            return PortRole.CORE
+        if port == self.gre_port:
+            return PortRole.GRE
+        return None
+
+    def is_own_address(self, address: str) -> bool:
+        """An address of the DAR itself, or an access prefix's subnet-router anycast address."""
+        parsed = ipaddress.IPv6Address(address)
+        anycast = {ipaddress.IPv6Network(prefix).network_address for prefix in self.access_prefixes}
+        return parsed.compressed in self.own_addresses or parsed in anycast
+
+    def access_prefix_of(self, address: str) -> str | None:
+        """The access prefix containing ``address``, if any."""
+        parsed = ipaddress.IPv6Address(address)
+        for prefix in self.access_prefixes:
+            if parsed in ipaddress.IPv6Network(prefix):
+                return prefix
+        return None

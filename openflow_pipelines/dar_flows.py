@@ -1,0 +1,410 @@
+"""Flow builders for the DAR pipeline; every flowmod is checked against ``DAR_PIPELINE``.
+
+Each ``install_x`` / ``delete_x`` pair takes the flow's location (table,
+priority band, match) from one ``_x_slots`` helper, so a delete always
+matches exactly what was installed.  Builders return the flowmods (and
+``Barrier`` ordering points) in the order the switch must apply them.
+
+Binding changes, and why they are ordered as they are:
+
+* ``install_binding``: decap rule first, barrier, then the encap rules, so
+  the tunnel accepts the mobile node's uplink before its downlink arrives.
+* ``replace_binding`` (new CoA for a bound HoA): ``install_binding`` for the
+  new CoA, whose encap ADDs have the same match and priority as the old ones
+  and so replace their actions atomically (downlink goes to exactly one CoA
+  at every moment); barrier; then delete the old CoA's decap rule (uplink
+  from the old CoA is accepted until the new one is).
+* ``delete_binding``: encap and decap rules by strict delete.
+
+The controller sends a barrier after a binding change and waits for its
+reply before the Binding Acknowledgement leaves (P12).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from dataclasses import dataclass
+
+from openflow_pipelines.cookies import (
+    FlowKind,
+    encode_cookie,
+    generation_filter,
+    kind_filter,
+)
+from openflow_pipelines.dar_config import DarPipelineConfig
+from openflow_pipelines.dar_pipeline import (
+    CLASSIFY,
+    CLASSIFY_BY_INPUT_PORT,
+    CLASSIFY_FORWARD,
+    CLASSIFY_NOT_ROUTED,
+    CLASSIFY_PUNT,
+    CLASSIFY_TO_LOCAL,
+    DAR_PIPELINE,
+    DECAP,
+    DECAP_BINDING,
+    ENCAP,
+    ENCAP_BINDING,
+    ENCAP_HAIRPIN,
+    LINK_LOCAL_PREFIX,
+    NOT_ROUTED_DESTINATIONS,
+    ROUTE,
+    ROUTE_DEFAULT,
+    ROUTE_HOST,
+    ROUTE_NOT_ROUTED,
+    ROUTE_RESOLVE,
+)
+from openflow_pipelines.model import (
+    ALL_TABLES,
+    ETH_TYPE_IPV6,
+    ICMPV6_NEIGHBOR_ADVERTISEMENT,
+    ICMPV6_NEIGHBOR_SOLICITATION,
+    ICMPV6_ROUTER_SOLICITATION,
+    IN_PORT,
+    IP_PROTO_GRE,
+    IP_PROTO_ICMPV6,
+    IP_PROTO_MOBILITY_HEADER,
+    LOCAL_PORT,
+    MAX_TIMEOUT_S,
+    OUTPUT_TO_CONTROLLER,
+    Action,
+    Barrier,
+    Command,
+    DecNwTtl,
+    FlowMod,
+    FlowModFlag,
+    FlowStep,
+    Match,
+    Output,
+    SetField,
+    ipv6_prefix,
+)
+from openflow_pipelines.pipeline import PriorityBand, TableSpec
+
+# The controller removes binding flows when the binding expires; the switch's
+# hard timeout only catches a controller that failed to, so it runs later.
+BINDING_HARD_TIMEOUT_MARGIN_S = 60
+
+
+@dataclass(frozen=True)
+class _FlowSlot:
+    """Where one flow lives: an ADD and a DELETE_STRICT of the same slot address the same flow."""
+
+    table: TableSpec
+    band: PriorityBand
+    match: Match
+
+
+@dataclass(frozen=True)
+class _BindingSlots:
+    decap: _FlowSlot
+    encap: _FlowSlot
+    encap_hairpin: _FlowSlot
+
+
+def _ipv6(**fields: object) -> Match:
+    return Match(eth_type=ETH_TYPE_IPV6, **fields)
+
+
+def _icmpv6(icmpv6_type: int, **fields: object) -> Match:
+    return _ipv6(ip_proto=IP_PROTO_ICMPV6, icmpv6_type=icmpv6_type, **fields)
+
+
+def _add(
+    dar: DarPipelineConfig,
+    slot: _FlowSlot,
+    cookie: int,
+    actions: tuple[Action, ...] = (),
+    goto: TableSpec | None = None,
+    hard_timeout: int = 0,
+    flags: FlowModFlag = FlowModFlag.NONE,
+) -> FlowMod:
+    flow_mod = FlowMod(
+        table_id=slot.table.table_id,
+        command=Command.ADD,
+        match=slot.match,
+        priority=slot.band.priority,
+        actions=actions,
+        goto_table=None if goto is None else goto.table_id,
+        cookie=cookie,
+        hard_timeout=hard_timeout,
+        flags=flags,
+    )
+    return DAR_PIPELINE.check(flow_mod, dar.port_role)
+
+
+def _delete_strict(dar: DarPipelineConfig, slot: _FlowSlot, kind: FlowKind) -> FlowMod:
+    # The cookie filter keeps a strict delete off flows other owners might hold at the same slot.
+    cookie, cookie_mask = kind_filter(kind)
+    flow_mod = FlowMod(
+        table_id=slot.table.table_id,
+        command=Command.DELETE_STRICT,
+        match=slot.match,
+        priority=slot.band.priority,
+        cookie=cookie,
+        cookie_mask=cookie_mask,
+    )
+    return DAR_PIPELINE.check(flow_mod, dar.port_role)
+
+
+def _to_core_actions(dar: DarPipelineConfig) -> tuple[Action, ...]:
+    return (
+        SetField("eth_src", dar.router_mac),
+        SetField("eth_dst", dar.core_next_hop_mac),
+        Output(dar.core_port),
+    )
+
+
+def base_flows(dar: DarPipelineConfig, generation: int) -> list[FlowMod]:
+    """The pipeline skeleton: table-miss flows, dispatch, punts, filters and routes.
+
+    Order does not matter; reinstalling with a new generation replaces each
+    flow in place (same match and priority).
+    """
+    cookie = encode_cookie(FlowKind.PIPELINE, generation)
+    flows = [
+        DAR_PIPELINE.check(DAR_PIPELINE.table_miss_flow(table, cookie), dar.port_role)
+        for table in DAR_PIPELINE.tables
+    ]
+    flows += [
+        _add(dar, slot, cookie, actions, goto) for slot, actions, goto in _classify_rules(dar)
+    ]
+    flows += [_add(dar, slot, cookie, actions) for slot, actions in _route_rules(dar)]
+    return flows
+
+
+_Rule = tuple[_FlowSlot, tuple[Action, ...], TableSpec | None]
+
+
+def _classify_rules(dar: DarPipelineConfig) -> list[_Rule]:
+    def rule(
+        band: PriorityBand,
+        match: Match,
+        actions: tuple[Action, ...] = (),
+        goto: TableSpec | None = None,
+    ) -> _Rule:
+        return _FlowSlot(CLASSIFY, band, match), actions, goto
+
+    punt = (OUTPUT_TO_CONTROLLER,)
+    to_local = (Output(LOCAL_PORT),)
+    physical_ports = (*dar.access_ports, dar.core_port)
+    rules = [
+        rule(CLASSIFY_BY_INPUT_PORT, _ipv6(in_port=dar.gre_port), goto=DECAP),
+        # After tnl_push the outer packet re-enters this bridge from LOCAL.
+        rule(CLASSIFY_BY_INPUT_PORT, _ipv6(in_port=LOCAL_PORT), _to_core_actions(dar)),
+        # OVS pops a tunnel only on output to the port holding local_ip (LOCAL)...
+        rule(
+            CLASSIFY_TO_LOCAL,
+            _ipv6(in_port=dar.core_port, ip_proto=IP_PROTO_GRE, ipv6_dst=dar.anchor_address),
+            to_local,
+        ),
+        # ...and learns tunnel next-hop MACs only from advertisements output there.
+        rule(
+            CLASSIFY_TO_LOCAL,
+            _icmpv6(ICMPV6_NEIGHBOR_ADVERTISEMENT, in_port=dar.core_port),
+            to_local,
+        ),
+    ]
+    for port in dar.access_ports:
+        rules.append(rule(CLASSIFY_PUNT, _icmpv6(ICMPV6_ROUTER_SOLICITATION, in_port=port), punt))
+        # Neighbor Advertisements teach the controller mobile nodes' MACs.
+        rules.append(
+            rule(CLASSIFY_PUNT, _icmpv6(ICMPV6_NEIGHBOR_ADVERTISEMENT, in_port=port), punt)
+        )
+    for port in physical_ports:
+        for address in dar.own_addresses:
+            ns_for_own = _icmpv6(ICMPV6_NEIGHBOR_SOLICITATION, in_port=port, ipv6_nd_target=address)
+            rules.append(rule(CLASSIFY_PUNT, ns_for_own, punt))
+        mobility_header = _ipv6(
+            in_port=port, ip_proto=IP_PROTO_MOBILITY_HEADER, ipv6_dst=dar.anchor_address
+        )
+        rules.append(rule(CLASSIFY_PUNT, mobility_header, punt))
+    link_local_source = _ipv6(in_port=dar.core_port, ipv6_src=ipv6_prefix(LINK_LOCAL_PREFIX))
+    rules.append(rule(CLASSIFY_NOT_ROUTED, link_local_source))
+    for port in dar.access_ports:
+        for prefix in dar.access_prefixes:
+            rules.append(
+                rule(
+                    CLASSIFY_FORWARD, _ipv6(in_port=port, ipv6_src=ipv6_prefix(prefix)), goto=ENCAP
+                )
+            )
+    rules.append(rule(CLASSIFY_FORWARD, _ipv6(in_port=dar.core_port), goto=ENCAP))
+    return rules
+
+
+def _route_rules(dar: DarPipelineConfig) -> list[tuple[_FlowSlot, tuple[Action, ...]]]:
+    def rule(
+        band: PriorityBand, match: Match, actions: tuple[Action, ...] = ()
+    ) -> tuple[_FlowSlot, tuple[Action, ...]]:
+        return _FlowSlot(ROUTE, band, match), actions
+
+    not_routed = [ipaddress.IPv6Network(prefix) for prefix in NOT_ROUTED_DESTINATIONS]
+    subnet_router_anycast = [
+        ipaddress.IPv6Network(prefix).network_address.compressed for prefix in dar.access_prefixes
+    ]
+    # An own address inside a dropped prefix is already dropped; a second rule would overlap.
+    own_hosts = {
+        ipaddress.IPv6Address(address)
+        for address in (*dar.own_addresses, *subnet_router_anycast)
+        if not any(ipaddress.IPv6Address(address) in network for network in not_routed)
+    }
+    rules = [
+        rule(ROUTE_NOT_ROUTED, _ipv6(ipv6_dst=ipv6_prefix(prefix)))
+        for prefix in NOT_ROUTED_DESTINATIONS
+    ]
+    rules += [
+        rule(ROUTE_NOT_ROUTED, _ipv6(ipv6_dst=address.compressed)) for address in sorted(own_hosts)
+    ]
+    rules += [
+        rule(ROUTE_RESOLVE, _ipv6(ipv6_dst=ipv6_prefix(prefix)), (OUTPUT_TO_CONTROLLER,))
+        for prefix in dar.access_prefixes
+    ]
+    rules.append(rule(ROUTE_DEFAULT, _ipv6(), (DecNwTtl(), *_to_core_actions(dar))))
+    return rules
+
+
+def binding_hard_timeout(expires_in_s: float) -> int:
+    """Hard timeout for a binding's flows: its remaining lifetime plus a margin.
+
+    OVS counts a hard timeout from the flow's (re)installation, so every
+    refresh reinstalls the flows with the new remaining lifetime.  A binding
+    outliving the 16-bit field (about 18 h; CGA bindings may last 24 h, P12)
+    gets no hard timeout rather than one that would cut it short.
+    """
+    if expires_in_s <= 0:
+        raise ValueError(f"binding already expired (expires_in_s={expires_in_s})")
+    seconds = math.ceil(expires_in_s) + BINDING_HARD_TIMEOUT_MARGIN_S
+    return seconds if seconds <= MAX_TIMEOUT_S else 0
+
+
+def _binding_slots(dar: DarPipelineConfig, hoa: str, coa: str) -> _BindingSlots:
+    hoa = _unicast(hoa, "home address")
+    coa = _unicast(coa, "care-of address")
+    if dar.access_prefix_of(hoa) is None:
+        raise ValueError(f"home address {hoa} is not in an access prefix of this DAR (P7)")
+    if dar.is_own_address(hoa):
+        raise ValueError(f"home address {hoa} is an address of the DAR itself")
+    if dar.access_prefix_of(coa) is not None:
+        # The tunnel would be routed back into this DAR's own access link.
+        raise ValueError(f"care-of address {coa} is in this DAR's access prefixes")
+    return _BindingSlots(
+        decap=_FlowSlot(DECAP, DECAP_BINDING, _ipv6(tun_ipv6_src=coa, ipv6_src=hoa)),
+        encap=_FlowSlot(ENCAP, ENCAP_BINDING, _ipv6(ipv6_dst=hoa)),
+        encap_hairpin=_FlowSlot(ENCAP, ENCAP_HAIRPIN, _ipv6(in_port=dar.gre_port, ipv6_dst=hoa)),
+    )
+
+
+def _unicast(address: str, role: str) -> str:
+    parsed = ipaddress.IPv6Address(address)
+    if parsed.is_multicast or parsed.is_link_local or parsed.is_loopback or parsed.is_unspecified:
+        raise ValueError(f"{role} {parsed} is not a routable unicast address")
+    return parsed.compressed
+
+
+def install_binding(
+    dar: DarPipelineConfig, hoa: str, coa: str, generation: int, expires_in_s: float
+) -> list[FlowStep]:
+    """Tunnel ``hoa``'s traffic to and from ``coa`` (P14, P15); also refreshes a binding.
+
+    Decap first, then encap, so uplink works before downlink arrives.  Reusing
+    this for the same HoA and a new CoA leaves the old decap rule behind: use
+    ``replace_binding`` for a CoA change.
+    """
+    slots = _binding_slots(dar, hoa, coa)
+    cookie = encode_cookie(FlowKind.BINDING, generation)
+    hard_timeout = binding_hard_timeout(expires_in_s)
+    # SEND_FLOW_REM tells the controller if the switch's timeout ever beats its own expiry.
+    flags = FlowModFlag.SEND_FLOW_REM
+    tunnel = (DecNwTtl(), SetField("tun_ipv6_dst", coa))
+
+    def add(
+        slot: _FlowSlot, actions: tuple[Action, ...] = (), goto: TableSpec | None = None
+    ) -> FlowMod:
+        return _add(dar, slot, cookie, actions, goto, hard_timeout, flags)
+
+    return [
+        add(slots.decap, goto=ENCAP),
+        Barrier(),
+        add(slots.encap, (*tunnel, Output(dar.gre_port))),
+        add(slots.encap_hairpin, (*tunnel, Output(IN_PORT))),
+    ]
+
+
+def replace_binding(
+    dar: DarPipelineConfig,
+    hoa: str,
+    old_coa: str,
+    new_coa: str,
+    generation: int,
+    expires_in_s: float,
+) -> list[FlowStep]:
+    """Move ``hoa`` from ``old_coa`` to ``new_coa`` with no moment tunnelling to both or none.
+
+    The encap rules are replaced in place (same match and priority); the old
+    CoA's decap rule goes only after the new CoA's is in.
+    """
+    if ipaddress.IPv6Address(old_coa) == ipaddress.IPv6Address(new_coa):
+        raise ValueError("same care-of address: refresh with install_binding")
+    old_decap = _binding_slots(dar, hoa, old_coa).decap
+    return [
+        *install_binding(dar, hoa, new_coa, generation, expires_in_s),
+        Barrier(),
+        _delete_strict(dar, old_decap, FlowKind.BINDING),
+    ]
+
+
+def delete_binding(dar: DarPipelineConfig, hoa: str, coa: str) -> list[FlowMod]:
+    """Remove the binding of ``hoa`` to ``coa`` (P11), whatever generation installed it.
+
+    The encap rules match on the HoA alone, so pass the binding's current CoA.
+    """
+    slots = _binding_slots(dar, hoa, coa)
+    return [
+        _delete_strict(dar, slot, FlowKind.BINDING)
+        for slot in (slots.encap, slots.encap_hairpin, slots.decap)
+    ]
+
+
+def _host_slot(dar: DarPipelineConfig, address: str) -> _FlowSlot:
+    address = _unicast(address, "host address")
+    if dar.access_prefix_of(address) is None:
+        raise ValueError(f"host {address} is not in an access prefix of this DAR")
+    if dar.is_own_address(address):
+        raise ValueError(f"host {address} is an address of the DAR itself")
+    return _FlowSlot(ROUTE, ROUTE_HOST, _ipv6(ipv6_dst=address))
+
+
+def install_host(
+    dar: DarPipelineConfig, address: str, mac: str, port: int, generation: int
+) -> list[FlowMod]:
+    """Route ``address`` (a mobile node on access port ``port``) directly to ``mac``."""
+    if port not in dar.access_ports:
+        raise ValueError(f"port {port} is not an access port of this DAR")
+    actions = (
+        DecNwTtl(),
+        SetField("eth_src", dar.router_mac),
+        SetField("eth_dst", mac),
+        Output(port),
+    )
+    return [_add(dar, _host_slot(dar, address), encode_cookie(FlowKind.HOST, generation), actions)]
+
+
+def delete_host(dar: DarPipelineConfig, address: str) -> list[FlowMod]:
+    return [_delete_strict(dar, _host_slot(dar, address), FlowKind.HOST)]
+
+
+def delete_generation(dar: DarPipelineConfig, generation: int) -> list[FlowMod]:
+    """Delete every FAMA flow of ``generation`` in every table, after reinstalling with the next.
+
+    A non-strict delete costs time linear in the table size in OVS: use it
+    once after a restart, not per binding.
+    """
+    cookie, cookie_mask = generation_filter(generation)
+    flow_mod = FlowMod(
+        table_id=ALL_TABLES,
+        command=Command.DELETE,
+        match=Match(),
+        cookie=cookie,
+        cookie_mask=cookie_mask,
+    )
+    return [DAR_PIPELINE.check(flow_mod, dar.port_role)]
