@@ -189,6 +189,9 @@ class DarConfig:
             min_key_bits=self.min_key_bits,
             max_key_bits=cga.MAX_KEY_BITS,
             return_routability=self.return_routability,
+            local_prefixes=tuple(
+                prefix.network_address.packed[:8] for prefix in self.access_prefixes
+            ),
         )
 
 

@@ -199,13 +199,17 @@ class Dar:
 
     def disconnect(self) -> None:
         self.pipeline = None
+        self._next_ra_at = None
 
     def stale_generation_cleanup(self, generations_seen: Iterable[int]) -> list[FlowStep]:
         """Deletes for every FAMA flow generation found in the switch but the current."""
+        if self.pipeline is None:
+            return []
+        pipeline = self.pipeline
         return [
             step
             for generation in sorted(set(generations_seen) - {self.generation})
-            for step in dar_flows.delete_generation(generation)
+            for step in dar_flows.delete_generation(pipeline, generation)
         ]
 
     # ------------------------------------------------------------ events
@@ -215,6 +219,9 @@ class Dar:
         self.counters["packet_in"] += 1
         if self.pipeline is None:
             return Work()
+        if len(frame) >= 40 and frame[0] >> 4 == 6 and frame[12:14] != b"\x86\xdd":
+            # Decapsulated tunnel packets are layer 3: no Ethernet header.
+            return self._layer3_packet_in(frame, now)
         if len(frame) < 14 + 40 or frame[12:14] != b"\x86\xdd":
             self.counters["drop:not_ipv6"] += 1
             return Work()
@@ -228,11 +235,21 @@ class Dar:
         self.counters["drop:unexpected_packet_in"] += 1
         return Work()
 
+    def _layer3_packet_in(self, packet: bytes, now: float) -> Work:
+        """A packet from the tunnel for an unresolved access host: resolve it."""
+        destination = packet[24:40]
+        if self._is_access_host(destination):
+            return self._resolve(destination, now)
+        self.counters["drop:unexpected_packet_in"] += 1
+        return Work()
+
     def tick(self, now: float) -> Work:
-        """Periodic work: expire bindings (RFC 6275 §10.3.1) and send unsolicited RAs (P2)."""
+        """Periodic work: expire bindings (RFC 6275 §10.3.1) and send unsolicited RAs (P2).
+
+        Bindings expire even while the switch is away; their rules then go
+        at reconnection, with the older flow generations.
+        """
         work = Work()
-        if self.pipeline is None:
-            return work
         expirations = self.home_agent.expirations(now)
         if expirations:
             work.changes += expirations
@@ -240,7 +257,7 @@ class Dar:
                 work.flow_steps += self._flows_for(change, now)
             self.counters["binding_expired"] += len(expirations)
         self.home_agent.cache.forget_old_tombstones(now)
-        if self._next_ra_at is not None and now >= self._next_ra_at:
+        if self.pipeline is not None and self._next_ra_at is not None and now >= self._next_ra_at:
             for port in self.pipeline.access_ports:
                 work.packet_outs.append(
                     PacketOut(port, self._router_advertisement(icmpv6.ALL_NODES, None))
@@ -355,7 +372,9 @@ class Dar:
         return Work(packet_outs=[reply] if reply is not None else [])
 
     def _flows_for(self, change: BindingChange, now: float) -> list[FlowStep]:
-        assert self.pipeline is not None
+        """The rules a change needs; none while the switch is away (reconnection reconciles)."""
+        if self.pipeline is None:
+            return []
         if change.kind is ChangeKind.DELETE:
             assert change.previous is not None
             return list(
@@ -425,8 +444,20 @@ class Dar:
         except icmpv6.NdParseError as error:
             self.counters[f"drop:nd_{error.reason.value}"] += 1
             return Work()
-        if in_port not in self.pipeline.access_ports:
-            self.counters["drop:nd_not_from_access"] += 1
+        from_access = in_port in self.pipeline.access_ports
+        if not from_access and in_port != self.pipeline.core_port:
+            self.counters["drop:nd_unexpected_port"] += 1
+            return Work()
+        if not from_access:
+            # The core router resolves the DAR's addresses; nothing else
+            # from the core is answered or learnt.
+            if (
+                message.icmp_type == icmpv6.NEIGHBOR_SOLICITATION
+                and message.target in self.own_addresses
+            ):
+                self.counters["neighbor_solicitation"] += 1
+                return Work(packet_outs=[PacketOut(in_port, self._neighbor_advertisement(message))])
+            self.counters["drop:nd_from_core"] += 1
             return Work()
         work = self._learn(message, in_port)
         if message.icmp_type == icmpv6.ROUTER_SOLICITATION:

@@ -49,6 +49,7 @@ class DropReason(enum.Enum):
     HOME_ADDRESS_NOT_UNICAST = "home_address_not_unicast"
     CARE_OF_ADDRESS_INVALID = "care_of_address_invalid"
     CARE_OF_ADDRESS_IS_OWN = "care_of_address_is_own"
+    CARE_OF_ADDRESS_ON_LOCAL_LINK = "care_of_address_on_local_link"
     CARE_OF_ADDRESS_IS_HOME_ADDRESS = "care_of_address_is_home_address"
     MISSING_AUTHORIZATION_DATA = "missing_authorization_data"
     BAD_AUTHENTICATOR = "bad_authenticator"
@@ -76,6 +77,9 @@ class HomeAgentConfig:
     min_key_bits: int = cga.MIN_KEY_BITS
     max_key_bits: int = cga.MAX_KEY_BITS
     return_routability: bool = False
+    # The /64s of this DAR's own access links: a CoA there would tunnel
+    # traffic back onto the DAR's own link.  Empty: no such check.
+    local_prefixes: tuple[bytes, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.anchor_address) != 16:
@@ -311,6 +315,8 @@ class HomeAgent:
             raise _Drop(DropReason.CARE_OF_ADDRESS_INVALID)
         if coa in self.config.own_addresses:
             raise _Drop(DropReason.CARE_OF_ADDRESS_IS_OWN)
+        if coa[:8] in self.config.local_prefixes:
+            raise _Drop(DropReason.CARE_OF_ADDRESS_ON_LOCAL_LINK)
         if self.cache.is_bound_home_address(coa):
             # A CoA that is another MN's bound HoA would loop or hijack traffic.
             raise _Drop(DropReason.CARE_OF_ADDRESS_IS_HOME_ADDRESS)

@@ -1,0 +1,252 @@
+"""The Ryu application: OpenFlow events to the DAR core, work back to switches.
+
+Run it with the launcher (which applies the eventlet shim ryu 4.34 needs on
+Python 3.11) or with ryu-manager where the shim is in place::
+
+    fama-controller fama_ryu.app --config-file etc/fama.conf
+
+This module, ``ofp_shim`` and ``rest`` are the only ones importing ryu.
+Each handler decodes its event, hands it to the pure :class:`~fama_ryu.dar.Dar`
+with ``now=time.time()``, and executes the returned :class:`~fama_ryu.dar.Work`
+in its prescribed order: persist, apply, flows, barrier, Binding Ack (P12).
+"""
+
+from __future__ import annotations
+
+from fama_ryu import eventlet_compat  # must precede every ryu import
+
+# isort: split
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ryu import cfg
+from ryu.app.wsgi import WSGIApplication
+from ryu.base import app_manager
+from ryu.controller import ofp_event
+from ryu.controller.handler import (
+    CONFIG_DISPATCHER,
+    DEAD_DISPATCHER,
+    MAIN_DISPATCHER,
+    set_ev_cls,
+)
+from ryu.lib import hub
+from ryu.ofproto import ofproto_v1_3
+
+from fama_ryu import config, ofp_shim, rest
+from fama_ryu.binding_cache import BindingCache
+from fama_ryu.dar import Dar, PacketOut, Work
+from fama_ryu.store import SqliteBindingStore, StoreError
+from openflow_pipelines.cookies import FAMA_COOKIE_OWNER, OWNER_MASK, decode_cookie
+from openflow_pipelines.model import Barrier, FlowStep
+
+eventlet_compat.apply()
+CONF = cfg.CONF
+config.register_opts(CONF)
+config.apply_listen_defaults(CONF)
+LOG = logging.getLogger("fama_ryu.app")
+
+TICK_INTERVAL_S = 0.25  # bindings leave the switch within a second of expiry
+
+
+class FamaApp(app_manager.RyuApp):
+    """Turns the configured OVS bridges into Distributed Anchor Routers."""
+
+    OFP_VERSIONS = [ofproto_v1_3.OFP_VERSION]
+    _CONTEXTS = {"wsgi": WSGIApplication}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not CONF.fama.domain_file:
+            raise SystemExit("fama: [fama] domain_file is not set (see etc/fama.conf)")
+        try:
+            self.domain = config.load_domain(Path(CONF.fama.domain_file))
+        except config.ConfigError as error:
+            raise SystemExit(f"fama: invalid domain file:\n{error}") from None
+        store_path = Path(CONF.fama.store_path)
+        store_path.parent.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteBindingStore(store_path, tombstone_ttl_s=self.domain.tombstone_ttl_s)
+        loaded = self.store.load(time.time())
+        self.dars: dict[int, Dar] = {}
+        for dar_config in self.domain.dars:
+            cache = BindingCache(self.domain.tombstone_ttl_s)
+            bindings, tombstones = loaded.get(dar_config.name, ([], []))
+            cache.restore(bindings, tombstones)
+            self.dars[dar_config.dpid] = Dar(dar_config, self.domain, os.urandom, cache=cache)
+            LOG.info("%s: %d binding(s) restored", dar_config.name, len(bindings))
+        self.datapaths: dict[int, Any] = {}
+        self._after_barrier: dict[tuple[int, int], list[PacketOut]] = {}
+        kwargs["wsgi"].register(rest.FamaRestController, {rest.APP_KEY: self})
+        self._ticker = hub.spawn(self._tick_forever)
+
+    # ------------------------------------------------------------ switch lifecycle
+
+    @set_ev_cls(ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)
+    def _switch_features(self, event: Any) -> None:
+        datapath = event.msg.datapath
+        if datapath.id not in self.dars:
+            LOG.warning("switch %016x is not in the domain file: left alone", datapath.id)
+            return
+        datapath.send_msg(ofp_shim.port_desc_request(datapath))
+
+    @set_ev_cls(ofp_event.EventOFPPortDescStatsReply, MAIN_DISPATCHER)
+    def _port_desc(self, event: Any) -> None:
+        datapath = event.msg.datapath
+        dar = self.dars.get(datapath.id)
+        if dar is None:
+            return
+        ports = {port.name.decode(errors="replace"): port.port_no for port in event.msg.body}
+        try:
+            work = dar.connect(ports, self.store.next_generation(), time.time())
+        except (LookupError, ValueError, StoreError) as error:
+            LOG.error("%s: cannot set up switch %016x: %s", dar.name, datapath.id, error)
+            return
+        self.datapaths[datapath.id] = datapath
+        LOG.info(
+            "%s: switch %016x connected, flow generation %d", dar.name, datapath.id, dar.generation
+        )
+        self._execute(dar, work)
+        # Reinstalled with the new generation: now find and remove older ones.
+        datapath.send_msg(
+            ofp_shim.flow_stats_request(datapath, FAMA_COOKIE_OWNER << 48, OWNER_MASK)
+        )
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, event: Any) -> None:
+        dar = self.dars.get(event.msg.datapath.id)
+        if dar is None:
+            return
+        generations = set()
+        for stat in event.msg.body:
+            fields = decode_cookie(stat.cookie)
+            if fields is not None:
+                generations.add(fields.generation)
+        self._send_steps(dar, dar.stale_generation_cleanup(generations))
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
+    def _switch_gone(self, event: Any) -> None:
+        datapath = event.datapath
+        dpid = datapath.id
+        dar = self.dars.get(dpid) if dpid is not None else None
+        # A stale connection closing after a reconnect must not unseat the new one.
+        if dar is None or self.datapaths.get(dpid) is not datapath:
+            return
+        del self.datapaths[dpid]
+        dar.disconnect()
+        self._after_barrier = {
+            key: frames for key, frames in self._after_barrier.items() if key[0] != dpid
+        }
+        LOG.warning("%s: switch %016x disconnected", dar.name, dpid)
+
+    # ------------------------------------------------------------ packets and replies
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, event: Any) -> None:
+        message = event.msg
+        dar = self.dars.get(message.datapath.id)
+        if dar is None or message.datapath.id not in self.datapaths:
+            return
+        try:
+            work = dar.packet_in(message.match["in_port"], bytes(message.data), time.time())
+        except Exception:  # never die on a packet: log it, count it, go on
+            LOG.exception("%s: packet-in handling failed", dar.name)
+            dar.counters["handler_exception"] += 1
+            return
+        self._execute(dar, work)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, event: Any) -> None:
+        datapath = event.msg.datapath
+        frames = self._after_barrier.pop((datapath.id, event.msg.xid), None)
+        for frame in frames or ():
+            datapath.send_msg(ofp_shim.packet_out(datapath, frame.port, frame.frame))
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    def _error(self, event: Any) -> None:
+        message = event.msg
+        dar = self.dars.get(message.datapath.id)
+        LOG.error(
+            "switch %016x error type %d code %d: %s",
+            message.datapath.id,
+            message.type,
+            message.code,
+            bytes(message.data[:64]).hex(),
+        )
+        if dar is not None:
+            dar.counters["switch_error"] += 1
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, event: Any) -> None:
+        dar = self.dars.get(event.msg.datapath.id)
+        if dar is not None:
+            # The controller removes bindings itself; a switch timeout winning
+            # that race is worth knowing about.
+            dar.counters[f"flow_removed_reason:{event.msg.reason}"] += 1
+
+    # ------------------------------------------------------------ execution
+
+    def _execute(self, dar: Dar, work: Work) -> None:
+        datapath = self.datapaths.get(dar.dpid)
+        self._send_frames(datapath, work.packet_outs)
+        if work.changes:
+            try:
+                self.store.commit([(dar.name, change) for change in work.changes])
+            except StoreError as error:
+                LOG.error(
+                    "%s: binding store refused %d change(s): %s", dar.name, len(work.changes), error
+                )
+                self._send_frames(datapath, dar.store_failed(work, error.reason))
+                return
+            dar.committed(work.changes)
+        self._send_steps(dar, work.flow_steps)
+        if work.after_flows and datapath is not None:
+            barrier = ofp_shim.barrier_request(datapath)
+            datapath.set_xid(barrier)
+            self._after_barrier[(dar.dpid, barrier.xid)] = list(work.after_flows)
+            datapath.send_msg(barrier)
+
+    def _send_steps(self, dar: Dar, steps: list[FlowStep]) -> None:
+        datapath = self.datapaths.get(dar.dpid)
+        if datapath is None:
+            return
+        for step in steps:
+            if isinstance(step, Barrier):
+                datapath.send_msg(ofp_shim.barrier_request(datapath))
+            else:
+                datapath.send_msg(ofp_shim.flow_mod(datapath, step))
+
+    @staticmethod
+    def _send_frames(datapath: Any, frames: list[PacketOut]) -> None:
+        if datapath is None:
+            return
+        for frame in frames:
+            datapath.send_msg(ofp_shim.packet_out(datapath, frame.port, frame.frame))
+
+    def _tick_forever(self) -> None:
+        while True:
+            now = time.time()
+            for dar in self.dars.values():
+                try:
+                    self._execute(dar, dar.tick(now))
+                except Exception:  # a failing tick must not stop the others
+                    LOG.exception("%s: periodic work failed", dar.name)
+                    dar.counters["handler_exception"] += 1
+            hub.sleep(TICK_INTERVAL_S)
+
+    # ------------------------------------------------------------ REST actions
+
+    def revoke(self, hoa: bytes) -> list[tuple[Dar, Any]]:
+        """Administratively remove ``hoa``'s bindings on every DAR (REST DELETE)."""
+        removed = []
+        now = time.time()
+        for dar in self.dars.values():
+            binding = dar.home_agent.cache.get(hoa)
+            work = dar.revoke(hoa, now)
+            if work is None:
+                continue
+            self._execute(dar, work)
+            if dar.home_agent.cache.get(hoa) is None:
+                removed.append((dar, binding))
+        return removed
