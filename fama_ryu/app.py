@@ -35,7 +35,7 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from fama_ryu import config, ofp_shim, rest
+from fama_ryu import config, metrics, ofp_shim, rest
 from fama_ryu.binding_cache import BindingCache
 from fama_ryu.dar import Dar, PacketOut, Work
 from fama_ryu.store import SqliteBindingStore, StoreError
@@ -79,7 +79,17 @@ class FamaApp(app_manager.RyuApp):
         self.datapaths: dict[int, Any] = {}
         self._after_barrier: dict[tuple[int, int], list[PacketOut]] = {}
         kwargs["wsgi"].register(rest.FamaRestController, {rest.APP_KEY: self})
+        self.metrics = metrics.Metrics(self.dars.values)
+        if CONF.fama.metrics_port:
+            self._serve_metrics(CONF.fama.metrics_host, CONF.fama.metrics_port)
         self._ticker = hub.spawn(self._tick_forever)
+
+    def _serve_metrics(self, host: str, port: int) -> None:
+        from prometheus_client import make_wsgi_app
+
+        server = hub.WSGIServer((host, port), make_wsgi_app(self.metrics.registry))
+        self._metrics_server = hub.spawn(server.serve_forever)
+        LOG.info("Prometheus metrics on http://%s:%d/metrics", host, port)
 
     # ------------------------------------------------------------ switch lifecycle
 
@@ -148,6 +158,7 @@ class FamaApp(app_manager.RyuApp):
         dar = self.dars.get(message.datapath.id)
         if dar is None or message.datapath.id not in self.datapaths:
             return
+        started = time.perf_counter()
         try:
             work = dar.packet_in(message.match["in_port"], bytes(message.data), time.time())
         except Exception:  # never die on a packet: log it, count it, go on
@@ -155,6 +166,8 @@ class FamaApp(app_manager.RyuApp):
             dar.counters["handler_exception"] += 1
             return
         self._execute(dar, work)
+        if work.decisions:
+            self.metrics.observe_bu(dar, time.perf_counter() - started)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _barrier_reply(self, event: Any) -> None:
@@ -216,6 +229,7 @@ class FamaApp(app_manager.RyuApp):
                 datapath.send_msg(ofp_shim.barrier_request(datapath))
             else:
                 datapath.send_msg(ofp_shim.flow_mod(datapath, step))
+                dar.counters["flow_mods_sent"] += 1
 
     @staticmethod
     def _send_frames(datapath: Any, frames: list[PacketOut]) -> None:

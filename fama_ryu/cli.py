@@ -8,6 +8,7 @@ Other tools and scripts rely on these exact forms:
     fama mh decode (HEX | --pcap FILE)
     fama demo --pcap FILE --keys-out DIR
     fama check-config FILE
+    fama bindings [--url URL] [--hoa ADDR] [--coa ADDR] [--dpid DPID]
 
 Exit codes: 0 success, 1 a negative answer (e.g. a CGA that does not
 verify), 2 unusable input.  This is the one place that reads the OS random
@@ -21,6 +22,9 @@ import ipaddress
 import json
 import os
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -185,6 +189,40 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bindings(args: argparse.Namespace) -> int:
+    """Print the controller's bindings (GET /fama/v1/bindings) as a table."""
+    query = {name: value for name in ("hoa", "coa", "dpid") if (value := getattr(args, name))}
+    url = args.url.rstrip("/") + "/fama/v1/bindings"
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            rows = json.load(response)
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace").strip()
+        raise UsageError(f"{url}: HTTP {error.code}: {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise UsageError(f"cannot read {url}: {error}") from None
+    headers = ("HOA", "COA", "DAR", "SEQ", "LIFETIME_S", "REMAINING_S")
+    table = [headers] + [
+        (
+            row["hoa"],
+            row["coa"],
+            row["dar"],
+            str(row["sequence"]),
+            str(row["lifetime_s"]),
+            f"{row['remaining_s']:.0f}",
+        )
+        for row in rows
+    ]
+    widths = [max(len(line[column]) for line in table) for column in range(len(headers))]
+    for line in table:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fama", description="FAMA distributed mobility tools (draft-bernardos-dmm-cmip-06)"
@@ -224,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     check_config = commands.add_parser("check-config", help="validate a FAMA domain file")
     check_config.add_argument("file", metavar="FILE", help="domain file (YAML)")
     check_config.set_defaults(handler=cmd_check_config)
+    bindings = commands.add_parser("bindings", help="the controller's bindings, as a table")
+    bindings.add_argument("--url", default="http://127.0.0.1:8080", help="REST base URL")
+    bindings.add_argument("--hoa")
+    bindings.add_argument("--coa")
+    bindings.add_argument("--dpid")
+    bindings.add_argument("--timeout", type=float, default=5.0)
+    bindings.set_defaults(handler=cmd_bindings)
     return parser
 
 

@@ -1,0 +1,102 @@
+"""Prometheus metrics of the DAR controller, all declared here.
+
+Labels are ``dp_id`` (16 hex digits) and ``dp_name`` only: never a home or
+care-of address, whose cardinality is unbounded (the same rule as Faucet's
+metrics).  Binding Update outcomes are separate metric names rather than a
+label.  Counters are read from each DAR's own counters at scrape time, so
+the hot path only increments a dictionary entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from fama_ryu.dar import Dar
+
+LABELS = ("dp_id", "dp_name")
+
+# (metric name, help, counter keys summed into it)
+_COUNTERS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
+    (
+        "fama_bu_accepted",
+        "Binding Updates accepted (BA status 0)",
+        lambda key: key == "bu_result:accepted",
+    ),
+    (
+        "fama_bu_rejected",
+        "Binding Updates answered with a non-zero BA status",
+        lambda key: key == "bu_result:rejected",
+    ),
+    (
+        "fama_bu_dropped",
+        "Mobility Header packets dropped silently (every reason)",
+        lambda key: key.startswith("drop:") and not key.startswith("drop:nd_"),
+    ),
+    (
+        "fama_punted_packets",
+        "Packets the switch sent to the controller",
+        lambda k: k == "packet_in",
+    ),
+    (
+        "fama_rsa_operations",
+        "RSA operations spent on Binding Updates",
+        lambda key: key == "rsa_operations",
+    ),
+    ("fama_flows_installed", "Flow-mods sent to the switch", lambda key: key == "flow_mods_sent"),
+    (
+        "fama_store_errors",
+        "Binding store commits that failed (BUs answered 130)",
+        lambda key: key.startswith("store_error:"),
+    ),
+)
+
+
+class DarCollector(Collector):
+    """Reads the DARs' counters and binding tables when Prometheus scrapes."""
+
+    def __init__(self, dars: Callable[[], Iterable[Dar]]) -> None:
+        self._dars = dars
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        dars = list(self._dars())
+        for name, documentation, selects in _COUNTERS:
+            family = CounterMetricFamily(name, documentation, labels=LABELS)
+            for dar in dars:
+                total = sum(value for key, value in dar.counters.items() if selects(key))
+                family.add_metric(_labels(dar), total)
+            yield family
+        bindings = GaugeMetricFamily("fama_bindings", "Bindings held per DAR", labels=LABELS)
+        connected = GaugeMetricFamily(
+            "fama_dar_connected", "1 while the DAR's switch is connected", labels=LABELS
+        )
+        for dar in dars:
+            bindings.add_metric(_labels(dar), len(dar.home_agent.cache))
+            connected.add_metric(_labels(dar), 1 if dar.connected else 0)
+        yield bindings
+        yield connected
+
+
+def _labels(dar: Dar) -> list[str]:
+    return [f"{dar.dpid:016x}", dar.name]
+
+
+class Metrics:
+    """The registry of one controller: collected counters plus the BU latency histogram."""
+
+    def __init__(self, dars: Callable[[], Iterable[Dar]]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(DarCollector(dars))
+        self.bu_processing_seconds = Histogram(
+            "fama_bu_processing_seconds",
+            "Time from packet-in to the decision and its flow-mods being sent",
+            labelnames=LABELS,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+
+    def observe_bu(self, dar: Dar, seconds: float) -> None:
+        self.bu_processing_seconds.labels(*_labels(dar)).observe(seconds)
