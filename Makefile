@@ -18,7 +18,7 @@ VPY         := $(VENV)/bin/python
 PIP_VERSION := 26.3
 RYU_VERSION := 4.34
 STAMP       := $(VENV)/.fama-venv-stamp
-VENV_INPUTS := requirements.txt requirements-test.txt constraints-build.txt pyproject.toml
+VENV_INPUTS := requirements.txt requirements-test.txt constraints-build.txt pyproject.toml Makefile
 
 SYSTEM_PKGS := openvswitch-switch mininet tshark iproute2 tcpdump iputils-ping ethtool
 
@@ -52,6 +52,10 @@ $(STAMP): $(VENV_INPUTS)
 	  -c requirements.txt "ryu==$(RYU_VERSION)"
 	$(VPY) -m pip install -r requirements-test.txt
 	$(VPY) -m pip install -e .
+	@# Plain `ryu-manager` needs the eventlet shim before ryu imports: this
+	@# .pth applies fama_ryu.eventlet_compat in ryu-manager processes only.
+	@echo 'import sys; sys.argv and sys.argv[0].endswith("ryu-manager") and __import__("fama_ryu.eventlet_compat")' \
+	  > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/fama_ryu_manager_shim.pth"
 	@touch $@
 	@echo "venv: ready ($(VENV))"
 

@@ -6,11 +6,13 @@ same argv handling, same exit status), except that
 
     fama-controller fama_ryu.app --config-file etc/fama.conf
 
-Plain ``ryu-manager`` from the venv does NOT work with eventlet >= 0.30.3: it
-imports ``ryu.app.wsgi`` (which needs ``eventlet.wsgi.ALREADY_HANDLED``)
-before it loads any application, so no app module can fix it in time.  The
-only alternatives would be a ``.pth``/``sitecustomize`` hook in the venv's
-site-packages; this launcher is the supported way instead.
+Plain ``ryu-manager`` imports ``ryu.app.wsgi`` (which needs
+``eventlet.wsgi.ALREADY_HANDLED``) before it loads any application, so no
+app module can apply the shim in time.  ``make venv`` therefore also writes
+a one-line ``fama_ryu_manager_shim.pth`` into the venv that imports
+:mod:`fama_ryu.eventlet_compat` in ``ryu-manager`` processes only; with it,
+``ryu-manager fama_ryu.app --config-file etc/fama.conf`` works too.  This
+launcher needs no such hook.
 
 Also runnable as ``python -m fama_ryu.launcher ARGS...``.
 """
