@@ -2,7 +2,7 @@
 
 Each test cites the rule it checks: RFC 6275 §9.5.1 (validation), §9.5.4
 (sending BAs), §10.3.1 (registration), §10.3.2 (deregistration), and the
-FAMA profile rules P1-P16 (/work/shared/spec/FAMA-PROFILE.md).  Packets are
+FAMA profile rules P1-P16 (FAMA-PROFILE.md).  Packets are
 built by the test-only mobile node of ``mn_factory`` and always go through
 ``mh.parse_ipv6_packet`` before reaching the home agent.
 """
