@@ -229,7 +229,7 @@ class Dar:
             return self._icmpv6(in_port, frame, now)
         destination = frame[14 + 24 : 14 + 40]
         if destination == self.anchor:
-            return self._mobility(frame, now)
+            return self._mobility(in_port, frame, now)
         if self._is_access_host(destination):
             return self._resolve(destination, now)
         self.counters["drop:unexpected_packet_in"] += 1
@@ -308,19 +308,23 @@ class Dar:
 
     # ------------------------------------------------------------ mobility
 
-    def _mobility(self, frame: bytes, now: float) -> Work:
+    def _mobility(self, in_port: int, frame: bytes, now: float) -> Work:
         try:
             packet = mh.parse_ethernet_frame(frame)
         except mh.MobilityParseError as error:
             return self._mobility_rejected(frame, error, now)
+        work = self._snoop(in_port, frame[6:12], packet.source)
         decision = self.home_agent.handle(packet, now)
         self._count(decision)
-        work = Work(decisions=[(packet, decision)])
+        work.decisions.append((packet, decision))
         reply = None
         if decision.reply is not None:
             reply = self._ethernet_for(decision.reply.packet)
             if reply is None:
+                # An MN at home whose MAC is unknown: resolve it; its BU
+                # retransmission then finds the route.
                 self.counters["reply_unroutable"] += 1
+                work.extend(self._resolve(decision.reply.destination, now))
         if decision.change is None:
             if reply is not None:
                 work.packet_outs.append(reply)
@@ -476,6 +480,15 @@ class Dar:
             work.packet_outs.append(PacketOut(in_port, self._neighbor_advertisement(message)))
         return work
 
+    def _snoop(self, in_port: int, eth_source: bytes, source: bytes) -> Work:
+        """Learn an MN's MAC from a packet it sent on an access link (e.g. a BU from home)."""
+        assert self.pipeline is not None
+        if in_port not in self.pipeline.access_ports or not self._is_access_host(source):
+            return Work()
+        if eth_source[0] & 1:
+            return Work()  # a multicast source MAC is never a neighbour's
+        return self._remember(source, eth_source, in_port)
+
     def _learn(self, message: icmpv6.NdMessage, port: int) -> Work:
         """Remember where an MN's address lives, and route to it directly."""
         mac = message.sender_mac
@@ -486,6 +499,9 @@ class Dar:
             return Work()
         if not (self._is_access_host(address) or address[:2] == b"\xfe\x80"):
             return Work()
+        return self._remember(address, mac, port)
+
+    def _remember(self, address: bytes, mac: bytes, port: int) -> Work:
         known = self.neighbors.get(address)
         if known is not None and known.mac == mac and known.port == port:
             return Work()
