@@ -35,7 +35,7 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from fama_ryu import config, metrics, ofp_shim, rest
+from fama_ryu import config, metrics, ofp_shim, rest, rest_views
 from fama_ryu.binding_cache import BindingCache
 from fama_ryu.dar import Dar, PacketOut, Work
 from fama_ryu.store import SqliteBindingStore, StoreError
@@ -200,7 +200,8 @@ class FamaApp(app_manager.RyuApp):
 
     # ------------------------------------------------------------ execution
 
-    def _execute(self, dar: Dar, work: Work) -> None:
+    def _execute(self, dar: Dar, work: Work) -> bool:
+        """Carry out ``work``; False when the store refused its changes."""
         datapath = self.datapaths.get(dar.dpid)
         self._send_frames(datapath, work.packet_outs)
         if work.changes:
@@ -211,7 +212,7 @@ class FamaApp(app_manager.RyuApp):
                     "%s: binding store refused %d change(s): %s", dar.name, len(work.changes), error
                 )
                 self._send_frames(datapath, dar.store_failed(work, error.reason))
-                return
+                return False
             dar.committed(work.changes)
         self._send_steps(dar, work.flow_steps)
         if work.after_flows and datapath is not None:
@@ -219,6 +220,7 @@ class FamaApp(app_manager.RyuApp):
             datapath.set_xid(barrier)
             self._after_barrier[(dar.dpid, barrier.xid)] = list(work.after_flows)
             datapath.send_msg(barrier)
+        return True
 
     def _send_steps(self, dar: Dar, steps: list[FlowStep]) -> None:
         datapath = self.datapaths.get(dar.dpid)
@@ -260,7 +262,7 @@ class FamaApp(app_manager.RyuApp):
             work = dar.revoke(hoa, now)
             if work is None:
                 continue
-            self._execute(dar, work)
-            if dar.home_agent.cache.get(hoa) is None:
-                removed.append((dar, binding))
+            if not self._execute(dar, work):
+                raise rest_views.StoreUnavailable(f"{dar.name}: the revocation was not stored")
+            removed.append((dar, binding))
         return removed

@@ -33,6 +33,8 @@ Rng = Callable[[int], bytes]
 ERROR_REPLIES_PER_S = 10.0
 NEIGHBOR_SOLICIT_INTERVAL_S = 1.0
 BINDING_FLOW_MARGIN_S = 30.0
+# RFC 4861 §4: Router Solicitation .. Redirect; only these are ND messages.
+ND_MESSAGE_TYPES = range(133, 138)
 
 
 @dataclass(frozen=True)
@@ -191,10 +193,16 @@ class Dar:
                 self._expires_in(binding, now),
             )
         for address, neighbor in self.neighbors.items():
-            if neighbor.port in self.pipeline.access_ports:
+            # Link-local neighbours (learnt from every RS) get no host route, as
+            # in _learn: install_host refuses them, and the ValueError left the
+            # switch unconfigured after any reconnection (found by the
+            # controller/OVS integration test, test_2c).
+            if neighbor.port in self.pipeline.access_ports and address[:2] != b"\xfe\x80":
                 work.flow_steps += self._host_flows(address, neighbor)
+        # The next tick sends the first RA and expires what expired while the
+        # switch was away: kept out of this work so that a store failure can
+        # never keep the pipeline from being installed.
         self._next_ra_at = now
-        work.extend(self.tick(now))
         return work
 
     def disconnect(self) -> None:
@@ -219,15 +227,24 @@ class Dar:
         self.counters["packet_in"] += 1
         if self.pipeline is None:
             return Work()
-        if len(frame) >= 40 and frame[0] >> 4 == 6 and frame[12:14] != b"\x86\xdd":
+        if in_port == self.pipeline.gre_port:
             # Decapsulated tunnel packets are layer 3: no Ethernet header.
             return self._layer3_packet_in(frame, now)
         if len(frame) < 14 + 40 or frame[12:14] != b"\x86\xdd":
             self.counters["drop:not_ipv6"] += 1
             return Work()
-        if frame[14 + 6] == mh.IPPROTO_ICMPV6:
-            return self._icmpv6(in_port, frame, now)
         destination = frame[14 + 24 : 14 + 40]
+        if frame[14 + 6] == mh.IPPROTO_ICMPV6:
+            # Only Neighbor Discovery goes to the ND handler.  Any other ICMPv6
+            # packet here was punted by the route table's "resolve" rule (e.g. a
+            # ping to a home host whose MAC is not known yet) and must trigger
+            # a Neighbor Solicitation like any other packet: found by the
+            # controller/OVS integration test (ping cn -> home host failed).
+            if len(frame) <= 14 + 40 or frame[14 + 40] in ND_MESSAGE_TYPES:
+                return self._icmpv6(in_port, frame, now)
+            if destination == self.anchor:  # never punted by the pipeline
+                self.counters["drop:unexpected_packet_in"] += 1
+                return Work()
         if destination == self.anchor:
             return self._mobility(in_port, frame, now)
         if self._is_access_host(destination):
@@ -237,6 +254,9 @@ class Dar:
 
     def _layer3_packet_in(self, packet: bytes, now: float) -> Work:
         """A packet from the tunnel for an unresolved access host: resolve it."""
+        if len(packet) < 40 or packet[0] >> 4 != 6:
+            self.counters["drop:not_ipv6"] += 1
+            return Work()
         destination = packet[24:40]
         if self._is_access_host(destination):
             return self._resolve(destination, now)
@@ -412,9 +432,18 @@ class Dar:
     # ------------------------------------------------------------ routing of replies
 
     def _is_access_host(self, address: bytes) -> bool:
-        return address not in self.own_addresses and any(
-            address[:8] == prefix.network_address.packed[:8]
-            for prefix in self.config.access_prefixes
+        """An address a mobile node may hold on one of this DAR's access links.
+
+        Not the DAR's own addresses, nor a prefix's Subnet-Router anycast
+        address (prefix::, RFC 4291 §2.6.1), which belongs to the router.
+        """
+        return (
+            address not in self.own_addresses
+            and address[8:] != bytes(8)
+            and any(
+                address[:8] == prefix.network_address.packed[:8]
+                for prefix in self.config.access_prefixes
+            )
         )
 
     def _ethernet_for(self, ipv6_packet: bytes) -> PacketOut | None:

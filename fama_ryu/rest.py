@@ -1,9 +1,9 @@
 """REST routes on Ryu's WSGI server; the answers come from ``rest_views``.
 
 Only routing and HTTP plumbing live here (this module imports ryu).  Every
-path under ``/fama/v1/`` answers JSON: unknown paths 404, wrong methods 405,
-bad input 400, and an unexpected failure 500 with a JSON body, never a
-traceback.
+path under ``/fama/v1/`` answers JSON: unknown paths and methods a path
+lacks 404, bad input 400, a refusing binding store 503, and an unexpected
+failure 500 with a JSON body, never a traceback.
 """
 
 from __future__ import annotations
@@ -28,11 +28,20 @@ def _http(answer: ApiResponse) -> Response:
 
 def _query(request: Any) -> dict[str, str] | ApiResponse:
     query: dict[str, str] = {}
-    for key, value in request.GET.items():
+    try:
+        items = list(request.GET.items())
+    except UnicodeDecodeError:
+        return rest_views.error(400, "query string is not UTF-8")
+    for key, value in items:
         if key in query:
             return rest_views.error(400, f"query parameter {key!r} given twice")
         query[key] = value
     return query
+
+
+def _raw_path(request: Any) -> str:
+    """The request path as the server received it (never fails to decode)."""
+    return str(request.environ.get("PATH_INFO", ""))
 
 
 class FamaRestController(ControllerBase):
@@ -46,8 +55,10 @@ class FamaRestController(ControllerBase):
             if isinstance(query, ApiResponse):
                 return _http(query)
             return _http(view(*args, query))
+        except rest_views.StoreUnavailable as error:
+            return _http(rest_views.error(503, "binding store unavailable", reason=str(error)))
         except Exception:  # the API never shows a traceback
-            LOG.exception("REST %s %s failed", request.method, request.path)
+            LOG.exception("REST %s %r failed", request.method, _raw_path(request))
             return _http(rest_views.error(500, "internal error"))
 
     @route("fama", PREFIX + "/dars", methods=["GET"])
@@ -89,7 +100,7 @@ class FamaRestController(ControllerBase):
 
     # Ryu connects routes in the alphabetical order of the method names and
     # the first match wins: this catch-all must sort last.
-    @route("fama", PREFIX + "/{path:.*}")
+    @route("fama", PREFIX + "/{path:[\\s\\S]*}")
     def unmatched_path(self, request: Any, path: str, **_: Any) -> Response:
         """Anything else under the prefix (or a method a path lacks): JSON 404."""
-        return _http(rest_views.error(404, "no such resource", path=request.path))
+        return _http(rest_views.error(404, "no such resource", path=_raw_path(request)))

@@ -32,6 +32,10 @@ BINDING_FILTERS = frozenset({"hoa", "coa", "dpid"})
 Revoke = Callable[[bytes], list[tuple[Dar, Binding | None]]]
 
 
+class StoreUnavailable(Exception):
+    """The binding store refused a change the API was asked to make (503)."""
+
+
 @dataclass(frozen=True)
 class ApiResponse:
     status: int

@@ -566,64 +566,34 @@ def test_wrong_method_never_succeeds(api: Api, path: str, method: str) -> None:
     assert status in (404, 405) and "error" in data
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rest bug (doc/code mismatch): rest.py's docstring promises 405 for a wrong "
-    "method, but the catch-all answers 404 (and no Allow header)",
-)
-def test_wrong_method_is_405(api: Api) -> None:
+def test_a_method_a_path_lacks_is_a_json_404(api: Api) -> None:
+    """rest.py documents it: a method a path lacks is answered like an unknown path."""
     response = Request.blank(PREFIX + "/dars", method="POST").get_response(api.wsgi)
-    assert response.status_int == 405 and "GET" in response.headers.get("Allow", "")
+    assert response.status_int == 404
+    assert response.content_type == "application/json"
+    assert "error" in response.json
 
 
-# ---------------------------------------------------------------- known failures
+# ---------------------------------------------------------------- regressions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="rest bug: a percent-encoded path that is not UTF-8 under /fama/v1/ makes the "
-    "catch-all read request.path outside any try: UnicodeDecodeError escapes the app, and "
-    "eventlet.wsgi (debug=True under ryu) sends the traceback to the client",
-)
 def test_non_utf8_path_is_a_json_error(api: Api) -> None:
     api.error(PREFIX + "/%ff", 404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rest bug: a query string that is not UTF-8 (e.g. ?hoa=%ff) raises in request.GET "
-    "and is answered 500 'internal error' instead of 400",
-)
 @pytest.mark.parametrize("query", ["hoa=%ff", "%fe=1", "dpid=%c3"])
 def test_non_utf8_query_is_400(api: Api, query: str) -> None:
     api.error(f"{PREFIX}/bindings?{query}", 400)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeDecodeError,
-    reason="rest bug: when a view fails (here: a non-UTF-8 query) with a non-UTF-8 path, "
-    "_answer's LOG.exception reads request.path and raises again: a traceback escapes",
-)
 def test_non_utf8_path_and_query_is_a_json_error(api: Api) -> None:
     api.call(PREFIX + "/bindings/%ff?x=%ff")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rest bug: the catch-all route {path:.*} does not match a newline, so a path "
-    "with %0A under /fama/v1/ gets ryu's text/plain 404, not the API's JSON",
-)
 def test_path_with_a_newline_is_json(api: Api) -> None:
     api.error(PREFIX + "/x%0Ay", 404)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: DELETE when the store refuses the revocation answers 404 'no binding for "
-    "this home address' although the binding exists (GET shows it); expected a 5xx error",
-)
 def test_revoke_with_a_failing_store_is_not_404(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(changes: object) -> None:
         raise StoreError("read_only", "read-only file system")
@@ -632,7 +602,8 @@ def test_revoke_with_a_failing_store_is_not_404(api: Api, monkeypatch: pytest.Mo
     hoa = text(api.nodes[0].hoa)
     response = Request.blank(f"{PREFIX}/bindings/{hoa}", method="DELETE").get_response(api.wsgi)
     assert api.ok(f"{PREFIX}/bindings/{hoa}")  # still bound
-    assert response.status_int >= 500, response.body
+    assert response.status_int == 503, response.body
+    assert response.json["error"] == "binding store unavailable"
 
 
 # ---------------------------------------------------------------- fuzzing
