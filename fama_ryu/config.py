@@ -38,7 +38,7 @@ default)::
         link_local: "fe80::d0:1"     # ? in fe80::/10; default: modified EUI-64 of router_mac
         core_next_hop:
           address: "2001:db8:ffff::ff"  # unicast, not the anchor address
-          mac: "02:00:00:00:ff:ff"      # ? default: resolved by Neighbor Solicitation
+          mac: "02:00:00:00:ff:ff"      # the next hop's MAC
         return_routability: false    # ? care-of test required (P13); default false
         binding_limit: 10000         # ? >= 1; default 100000
         max_lifetime_s: 3600         # ? 4 .. 86400 (P12); default 3600
@@ -130,10 +130,10 @@ class UnreadableConfigError(ConfigError):
 
 @dataclass(frozen=True)
 class NextHop:
-    """The core router a DAR sends non-local traffic to; ``mac`` None: resolve by NS."""
+    """The core router a DAR sends non-local traffic to."""
 
     address: ipaddress.IPv6Address
-    mac: str | None = None
+    mac: str
 
 
 @dataclass(frozen=True)
@@ -663,7 +663,9 @@ def _parse_tombstone_ttl(value: object, location: str, report: _Report) -> float
 
 _NEXT_HOP_SCHEMA: dict[str, _Key] = {
     "address": _Key(_parse_unicast_address, required=True),
-    "mac": _Key(_parse_mac),
+    # Required: the DAR rewrites every routed packet to this MAC (no
+    # resolution of the next hop by Neighbor Discovery yet).
+    "mac": _Key(_parse_mac, required=True),
 }
 
 

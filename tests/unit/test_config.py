@@ -44,7 +44,7 @@ def dar_entry(number: int) -> dict[str, Any]:
         "router_mac": f"02:00:00:00:d0:{number:02x}",
         "access_prefixes": [f"2001:db8:{number}::/64"],
         "anchor_address": f"2001:db8:{number}::1",
-        "core_next_hop": {"address": "2001:db8:ffff::ff"},
+        "core_next_hop": {"address": "2001:db8:ffff::ff", "mac": "02:00:00:00:ff:ff"},
     }
 
 
@@ -98,7 +98,7 @@ def test_minimal_domain_parses_with_defaults() -> None:
         access_prefixes=(ipaddress.IPv6Network("2001:db8:1::/64"),),
         anchor_address=ipaddress.IPv6Address("2001:db8:1::1"),
         link_local=ipaddress.IPv6Address("fe80::ff:fe00:d001"),
-        core_next_hop=NextHop(ipaddress.IPv6Address("2001:db8:ffff::ff")),
+        core_next_hop=NextHop(ipaddress.IPv6Address("2001:db8:ffff::ff"), "02:00:00:00:ff:ff"),
     )
     assert (first.return_routability, first.binding_limit, first.max_lifetime_s) == (
         False,
@@ -139,7 +139,6 @@ def test_null_optional_keys_take_their_defaults() -> None:
     data = domain_data()
     data["domain"] = {"tombstone_ttl_s": None, "legacy_home_agent": None}
     data["dars"][0].update(link_local=None, ra_interval_s=None, binding_limit=None)
-    data["dars"][0]["core_next_hop"]["mac"] = None
     domain = parse_domain(data, "test.yaml")
     assert domain.dars[0].binding_limit == 100_000
     assert domain.dars[0].ra_interval_s == DEFAULT_RA_INTERVAL_S
@@ -469,18 +468,25 @@ def test_link_local_must_be_in_fe80_10() -> None:
 
 @pytest.mark.parametrize("address", ["ff02::2", "::", "::1"])
 def test_core_next_hop_must_be_unicast(address: str) -> None:
-    data = with_dar_value("core_next_hop", {"address": address})
+    data = with_dar_value("core_next_hop", {"address": address, "mac": "02:00:00:00:ff:ff"})
     assert_error(data, "dars[0].core_next_hop.address", "is not a unicast address")
 
 
+def test_core_next_hop_mac_is_required() -> None:
+    data = with_dar_value("core_next_hop", {"address": "2001:db8:ffff::ff"})
+    assert_error(data, "dars[0].core_next_hop.mac", "required key is missing")
+
+
 def test_core_next_hop_must_not_be_the_anchor() -> None:
-    data = with_dar_value("core_next_hop", {"address": "2001:db8:1::1"})
+    data = with_dar_value("core_next_hop", {"address": "2001:db8:1::1", "mac": "02:00:00:00:ff:ff"})
     assert_error(data, "dars[0].core_next_hop.address", "is the anchor address itself")
 
 
 def test_core_next_hop_may_be_numbered_in_the_anchor_prefix() -> None:
     """OVS 3.1 takes the tunnel's outer source from the route to the next hop."""
-    data = with_dar_value("core_next_hop", {"address": "2001:db8:1::fffe"})
+    data = with_dar_value(
+        "core_next_hop", {"address": "2001:db8:1::fffe", "mac": "02:00:00:00:ff:ff"}
+    )
     parse_domain(data, "test")
 
 
