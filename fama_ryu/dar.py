@@ -230,7 +230,9 @@ class Dar:
             # (00:00:00:00:00:00 both ways, type 0x86dd; seen with `ovs-ofctl
             # snoop` in the controller/OVS integration test): strip it.  A bare
             # IPv6 packet (packet-type-aware switches) is taken as it is.
-            if len(frame) >= 14 + 40 and frame[12:14] == b"\x86\xdd" and frame[14] >> 4 == 6:
+            # A bare IPv6 packet starts 0x6_, never with twelve zero bytes.
+            dummy_header = frame[:12] == bytes(12) and frame[12:14] == b"\x86\xdd"
+            if len(frame) >= 14 + 40 and dummy_header and frame[14] >> 4 == 6:
                 frame = frame[14:]
             return self._layer3_packet_in(frame, now)
         if len(frame) < 14 + 40 or frame[12:14] != b"\x86\xdd":

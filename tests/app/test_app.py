@@ -321,14 +321,20 @@ def test_port_desc_installs_the_pipeline_then_asks_for_flow_stats(app: app_modul
         ("eth_dst", CORE_MAC),
     }
     assert actions[-1].port == CORE_A
-    # Unsolicited RAs out both access ports, at once.
-    assert sorted(out_port(p) for p in packet_outs(sent)) == [1, 2]
-    # Last: the flow-stats request for every FAMA flow.
+    # Only flows, then last the flow-stats request for every FAMA flow: no RA yet.
+    assert packet_outs(sent) == []
+    assert sent[:-1] == mods
     stats = sent[-1]
     assert isinstance(stats, parser.OFPFlowStatsRequest)
     assert stats.cookie == FAMA_COOKIE_OWNER << 48 and stats.cookie_mask == OWNER_MASK
     assert stats.table_id == ofproto_v1_3.OFPTT_ALL
-    assert app.datapaths[DPID_A] is datapath and app.dars[DPID_A].connected
+    dar = app.dars[DPID_A]
+    assert app.datapaths[DPID_A] is datapath and dar.connected
+    # The next tick sends the unsolicited RAs out both access ports, and nothing else.
+    app._execute(dar, dar.tick(time.time()))
+    ticked = datapath.take()
+    assert ticked == packet_outs(ticked)
+    assert sorted(out_port(p) for p in ticked) == [1, 2]
 
 
 def test_port_desc_without_a_configured_port_leaves_the_switch_alone(
@@ -619,15 +625,10 @@ def test_revoke_through_the_app(harness: Harness, app: app_module.FamaApp) -> No
     assert app.revoke(mn.hoa) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: a store failure on the binding changes of connect() work (bindings "
-    "expired while the switch was away) makes _execute return before sending ANY flow: the "
-    "pipeline is not installed, yet the flow-stats cleanup then deletes the old generation",
-)
 def test_store_failure_at_reconnection_still_installs_the_pipeline(
     harness: Harness, app: app_module.FamaApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A binding expired while the switch was away; the store refuses its removal."""
     datapath = harness.connect(app)
     mn = MobileNode.create()
     app._packet_in(
@@ -636,13 +637,45 @@ def test_store_failure_at_reconnection_still_installs_the_pipeline(
     app._switch_gone(SimpleNamespace(datapath=datapath))
     later = time.time() + 3600
     monkeypatch.setattr(app_module, "time", SimpleNamespace(time=lambda: later))
+    real_commit = app.store.commit
+    refusing = True
 
-    def refuse(changes: object) -> None:
-        raise StoreError("locked", "database is locked")
+    def refuse(changes: Any) -> None:
+        if refusing:
+            raise StoreError("locked", "database is locked")
+        real_commit(changes)
 
     monkeypatch.setattr(app.store, "commit", refuse)
     again = FakeDatapath(DPID_A)
     app._switch_features(event(again))
+    again.take()
     app._port_desc(port_desc_event(again, PORTS_A))
-    pipeline = [m for m in flow_mods(again.take()) if m.command == ofproto_v1_3.OFPFC_ADD]
+    sent = again.take()
+    mods = flow_mods(sent)
+    assert all(m.command == ofproto_v1_3.OFPFC_ADD for m in mods)
+    pipeline = [m for m in mods if m.cookie == encode_cookie(FlowKind.PIPELINE, 2)]
     assert len(pipeline) > 20
+    # The binding is reinstalled with the new generation until its removal is stored.
+    binding_mods = [m for m in mods if m.cookie == encode_cookie(FlowKind.BINDING, 2)]
+    assert {match_of(m).get("tun_ipv6_src") for m in binding_mods} >= {
+        str(ipaddress.IPv6Address(COA_1))
+    }
+    assert isinstance(sent[-1], parser.OFPFlowStatsRequest)
+    dar = app.dars[DPID_A]
+    assert app.datapaths[DPID_A] is again and dar.connected
+    # The next tick expires the binding: the store refuses, so its flows stay.
+    app._execute(dar, dar.tick(later))
+    ticked = again.take()
+    assert flow_mods(ticked) == []  # the binding's flows are NOT deleted
+    assert sorted(out_port(p) for p in packet_outs(ticked)) == [1, 2]  # the RAs still go
+    assert dar.counters["store_error:locked"] == 1
+    assert [b.hoa for b in dar.bindings()] == [mn.hoa]
+    assert mn.hoa in stored_hoas(harness.store_path)
+    # Once the store is back, a later tick removes the binding and its flows.
+    refusing = False
+    app._execute(dar, dar.tick(later + 1))
+    deletes = flow_mods(again.take())
+    assert len(deletes) == 3
+    assert all(m.command == ofproto_v1_3.OFPFC_DELETE_STRICT for m in deletes)
+    assert dar.bindings() == [] and mn.hoa not in stored_hoas(harness.store_path)
+    assert dar.counters["store_error:locked"] == 1

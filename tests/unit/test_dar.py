@@ -50,7 +50,7 @@ from scapy.packet import raw
 
 from fama_ryu import icmpv6, mh
 from fama_ryu.binding_cache import Binding, BindingCache, ChangeKind, RemovalCause
-from fama_ryu.config import parse_domain
+from fama_ryu.config import ConfigError, parse_domain
 from fama_ryu.dar import Dar, PacketOut, Work, _RateLimiter
 from openflow_pipelines import dar_flows
 from openflow_pipelines.cookies import FlowKind, decode_cookie, encode_cookie
@@ -186,13 +186,20 @@ def bound(rig: Rig) -> tuple[Rig, MobileNode]:
 
 
 def test_connect_installs_the_pipeline_and_sends_unsolicited_ras(rig: Rig) -> None:
+    """Connect installs flows only; the first tick after it sends the unsolicited RAs."""
     work = rig.connect_work
     assert rig.dar.connected and rig.dar.generation == 1
-    assert not work.changes and not work.after_flows
+    assert not work.changes and not work.after_flows and not work.decisions
+    assert work.packet_outs == []  # no RA in the connect work: the next tick sends them
     cookies = {decode_cookie(step.cookie) for step in work.flow_steps if isinstance(step, FlowMod)}
     assert {(c.kind, c.generation) for c in cookies if c} == {(FlowKind.PIPELINE, 1)}
-    assert sorted(out.port for out in work.packet_outs) == list(ACCESS_PORTS)
-    for out in work.packet_outs:
+    assert rig.dar.counters["router_advertisement"] == 0
+    assert rig.dar.next_deadline() == T0  # the first RA is due at once
+    tick = rig.dar.tick(T0)
+    assert not tick.changes and not tick.flow_steps and not tick.after_flows
+    assert sorted(out.port for out in tick.packet_outs) == list(ACCESS_PORTS)
+    assert rig.dar.counters["router_advertisement"] == len(ACCESS_PORTS)
+    for out in tick.packet_outs:
         ra = Ether(out.frame)
         assert ra[IPv6].dst == "ff02::1" and ra[Ether].dst == "33:33:00:00:00:01"
         assert ra[ICMPv6ND_RA].H == 1
@@ -207,17 +214,19 @@ def test_a_disconnected_dar_ignores_packets() -> None:
 
 def test_unknown_port_name_is_a_lookup_error() -> None:
     dar = make_dar(access_ports=["acc0"])
-    with pytest.raises(LookupError):
+    with pytest.raises(LookupError, match="no port named 'acc0'"):
         dar.connect({"other": 3}, 1, T0)
+    assert not dar.connected and dar.next_deadline() is None
     work = dar.connect({"acc0": 7}, 1, T0)
     assert dar.pipeline is not None and dar.pipeline.access_ports == (7,)
-    assert [out.port for out in work.packet_outs] == [7]
+    assert work.packet_outs == []  # the RA comes with the next tick, out the resolved port
+    assert [out.port for out in dar.tick(T0).packet_outs] == [7]
 
 
 def test_core_next_hop_mac_is_required_to_connect() -> None:
-    dar = make_dar(core_next_hop={"address": "2001:db8:ffff::ff"})
-    with pytest.raises(LookupError, match="core_next_hop.mac"):
-        dar.connect({}, 1, T0)
+    """No DAR without its next hop's MAC: the domain file is refused before any connect."""
+    with pytest.raises(ConfigError, match=r"dars\[0\]\.core_next_hop\.mac: required key"):
+        make_dar(core_next_hop={"address": "2001:db8:ffff::ff"})
 
 
 def test_rate_limiter_forgets_idle_keys_beyond_its_bound() -> None:
@@ -278,10 +287,19 @@ def test_rs_from_unspecified_source_gets_a_multicast_ra(rig: Rig) -> None:
 
 
 def test_rs_from_core_or_gre_is_not_answered(rig: Rig) -> None:
-    assert rig.send(CORE, rs_frame()).packet_outs == []
+    assert rig.send(CORE, rs_frame()) == Work()
     assert rig.dar.counters["drop:nd_from_core"] == 1
-    assert rig.send(GRE, rs_frame()).packet_outs == []
+    # The GRE port carries layer-3 punts: never ND, only routed by destination
+    # (ff02::2 is no access host).
+    assert rig.send(GRE, rs_frame()) == Work()
+    assert rig.dar.counters["drop:unexpected_packet_in"] == 1
+    assert rig.dar.counters["drop:nd_unexpected_port"] == 0
+    # A port that is neither access, core nor GRE: ND from it is refused.
+    assert rig.send(UNKNOWN_PORT, rs_frame()) == Work()
     assert rig.dar.counters["drop:nd_unexpected_port"] == 1
+    assert rig.dar.counters["router_solicitation"] == 0
+    assert rig.dar.counters["router_advertisement"] == 0
+    assert rig.dar.neighbors == {}
 
 
 def test_learning_a_global_address_installs_a_host_route(rig: Rig) -> None:
@@ -382,16 +400,44 @@ def test_ns_for_another_target_gets_nothing(rig: Rig, port: int) -> None:
     assert work.packet_outs == [] and work.flow_steps == [] and work.changes == []
 
 
+def _with_ethertype(frame: bytes, ethertype: bytes) -> bytes:
+    return frame[:12] + ethertype + frame[14:]
+
+
 @pytest.mark.parametrize(
-    "frame",
-    [ns_frame(ANCHOR_TEXT), na_frame("2001:db8:a::77")],
-    ids=["ns", "na"],
+    ("frame", "counter"),
+    [
+        # ND messages, with or without their Ethernet header, are routed by
+        # their destination (solicited-node multicast, the DAR's link-local),
+        # which no access host holds.
+        (ns_frame(ANCHOR_TEXT), "drop:unexpected_packet_in"),
+        (na_frame("2001:db8:a::77"), "drop:unexpected_packet_in"),
+        (ns_frame(ANCHOR_TEXT)[14:], "drop:unexpected_packet_in"),
+        (na_frame("2001:db8:a::77")[14:], "drop:unexpected_packet_in"),
+        # Neither an IPv6 packet nor one behind an IPv6 Ethernet header.
+        (_with_ethertype(ns_frame(ANCHOR_TEXT), b"\x08\x00"), "drop:not_ipv6"),
+    ],
+    ids=["ns", "na", "ns_layer3", "na_layer3", "ns_not_ipv6"],
 )
-def test_nd_from_the_gre_port_is_dropped_and_counted(rig: Rig, frame: bytes) -> None:
+def test_nd_from_the_gre_port_is_dropped_and_counted(rig: Rig, frame: bytes, counter: str) -> None:
+    """Packets from the GRE port are layer-3 punts: never handled as ND."""
     work = rig.send(GRE, frame)
     assert work == Work()
-    assert rig.dar.counters["drop:nd_unexpected_port"] == 1
-    assert addr("2001:db8:a::77") not in rig.dar.neighbors
+    assert dict(rig.dar.counters) == {"packet_in": 1, counter: 1}
+    assert rig.dar.neighbors == {}
+
+
+def test_layer3_nd_from_the_gre_port_to_an_access_host_is_resolved_not_learnt(
+    rig: Rig,
+) -> None:
+    """An NA arriving through the tunnel is just a packet for an unresolved access host."""
+    packet = na_frame("2001:db8:a::77", destination=ON_LINK_HOST)[14:]
+    work = rig.send(GRE, packet)
+    assert_solicits(work, ON_LINK_HOST)
+    assert work.flow_steps == [] and work.changes == []
+    assert rig.dar.neighbors == {}
+    assert rig.dar.counters["unresolved_host_packet"] == 1
+    assert rig.dar.counters["neighbor_learned"] == 0
 
 
 def test_na_from_core_is_not_learnt(rig: Rig) -> None:
@@ -426,25 +472,21 @@ def _anycast_claims() -> list[tuple[int, bytes]]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="dar bug: an NA/NS/RS (or, via _snoop, an MH packet) from an access port with the "
-    "Subnet-Router anycast address as target/source makes packet_in raise ValueError, and the "
-    "neighbour stays in Dar.neighbors so every later connect() raises too",
-)
 @pytest.mark.parametrize("index", range(4), ids=["na", "rs", "ns", "bu"])
 def test_neighbour_claiming_the_subnet_router_anycast_address_is_ignored(
     rig: Rig, index: int
 ) -> None:
     port, frame = _anycast_claims()[index]
-    try:
-        work = rig.send(port, frame)
-    finally:
-        poisoned = addr("2001:db8:a2::") in rig.dar.neighbors
-    assert work.flow_steps == [] and not poisoned
+    work = rig.send(port, frame)  # must not raise
+    assert work.flow_steps == []
+    assert addr("2001:db8:a2::") not in rig.dar.neighbors
+    assert rig.dar.counters["neighbor_learned"] == 0
+    # Nothing poisoned: a later reconnection installs the pipeline again.
     rig.dar.disconnect()
-    rig.dar.connect({}, 2, T0 + 1)
+    work = rig.dar.connect({}, 2, T0 + 1)
+    assert rig.dar.connected and rig.dar.generation == 2
+    cookies = {decode_cookie(step.cookie) for step in work.flow_steps if isinstance(step, FlowMod)}
+    assert {(c.kind, c.generation) for c in cookies if c} == {(FlowKind.PIPELINE, 2)}
 
 
 def test_reconnect_after_an_rs_from_a_link_local_source(rig: Rig) -> None:
@@ -799,6 +841,13 @@ def test_layer3_punt_from_the_tunnel_triggers_a_solicitation(rig: Rig) -> None:
     assert rig.send(GRE, packet, T0 + 0.1).packet_outs == []
 
 
+def test_layer3_punt_behind_a_dummy_ethernet_header_triggers_a_solicitation(rig: Rig) -> None:
+    """Open vSwitch hands tunnel packets to the controller behind a zeroed Ethernet header."""
+    packet = raw(IPv6(src="2001:db8:a::5", dst=ON_LINK_HOST, hlim=63) / UDP())
+    assert_solicits(rig.send(GRE, bytes(12) + b"\x86\xdd" + packet), ON_LINK_HOST)
+    assert rig.dar.counters["unresolved_host_packet"] == 1
+
+
 def test_layer3_punt_for_a_foreign_destination_is_dropped(rig: Rig) -> None:
     packet = raw(IPv6(src="2001:db8:a::5", dst=CORRESPONDENT, hlim=63) / UDP())
     assert rig.send(GRE, packet) == Work()
@@ -820,13 +869,6 @@ def test_non_nd_icmpv6_to_the_anchor_or_beyond_is_dropped(rig: Rig) -> None:
     assert rig.dar.counters["neighbor_solicitation_sent"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="dar bug: packet_in tells layer-3 punts from Ethernet frames by bytes 12-13; "
-    "an IPv6 packet whose source has 0x86dd in bytes 4-5 (e.g. prefix 2001:db8:86dd::/64) "
-    "is parsed as an Ethernet frame and never resolved",
-)
 def test_layer3_punt_from_a_source_with_86dd_in_its_third_group() -> None:
     rig = Rig(make_dar(access_prefixes=["2001:db8:86dd::/64"], anchor_address="2001:db8:86dd::1"))
     packet = raw(IPv6(src="2001:db8:86dd::5", dst="2001:db8:86dd::55", hlim=63) / UDP())
@@ -872,7 +914,11 @@ def test_tick_expires_only_expired_bindings(rig: Rig) -> None:
 def test_unsolicited_ras_follow_the_configured_interval() -> None:
     twin = random.Random(5)  # the DAR draws 2 bytes per RA interval
     rig = Rig(make_dar(seed=5))
-    assert sorted(out.port for out in rig.connect_work.packet_outs) == list(ACCESS_PORTS)
+    assert rig.connect_work.packet_outs == []
+    assert rig.dar.next_deadline() == T0
+    assert rig.dar.tick(T0 - 0.01).packet_outs == []  # not due before connect's "now"
+    first = rig.dar.tick(T0)  # the first tick after connect: RAs on every access port
+    assert sorted(out.port for out in first.packet_outs) == list(ACCESS_PORTS)
     fraction = int.from_bytes(twin.randbytes(2), "big") / 0xFFFF
     next_ra = T0 + 3 + (4 - 3) * fraction
     assert rig.dar.next_deadline() == pytest.approx(next_ra)
@@ -1018,12 +1064,31 @@ def test_connect_after_expiry_while_away_reinstalls_then_deletes(
 ) -> None:
     rig, mn = bound
     rig.dar.disconnect()
-    work = rig.dar.connect({}, 2, T0 + 10_000)
-    assert [c.kind for c in work.changes] == [ChangeKind.DELETE]
-    switch = FakeSwitch()
-    switch.apply_all(work.flow_steps)
-    rig.switch = switch
-    assert rig.downlink(mn.hoa).punted
+    later = T0 + 10_000  # long after the binding's lifetime
+    work = rig.dar.connect({}, 2, later)
+    # Connect only reinstalls (pipeline and binding): no change to persist, no RA.
+    assert work.changes == [] and work.packet_outs == [] and work.after_flows == []
+    assert not any(
+        isinstance(step, FlowMod) and step.command is not Command.ADD for step in work.flow_steps
+    )
+    rig.switch = FakeSwitch()
+    rig.switch.apply_all(work.flow_steps)
+    assert tunnelled_to(rig.downlink(mn.hoa)) == text(COA_1)
+    assert [b.hoa for b in rig.dar.bindings()] == [mn.hoa]
+    # The following tick expires it: the DELETE change and the delete flows.
+    tick = rig.dar.tick(later)
+    assert [(c.kind, c.hoa, c.cause) for c in tick.changes] == [
+        (ChangeKind.DELETE, mn.hoa, RemovalCause.EXPIRED)
+    ]
+    assert tick.flow_steps and all(
+        isinstance(step, FlowMod) and step.command is Command.DELETE_STRICT
+        for step in tick.flow_steps
+    )
+    assert sorted(out.port for out in tick.packet_outs) == list(ACCESS_PORTS)
+    rig.execute(tick)
+    assert rig.downlink(mn.hoa).punted and rig.uplink(mn.hoa, COA_1).dropped
+    assert rig.dar.bindings() == []
+    assert rig.dar.counters["binding_expired"] == 1
 
 
 def test_reconnect_reinstalls_global_host_routes(rig: Rig) -> None:
