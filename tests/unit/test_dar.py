@@ -291,7 +291,7 @@ def test_rs_from_core_or_gre_is_not_answered(rig: Rig) -> None:
     assert rig.dar.counters["drop:nd_from_core"] == 1
     # The GRE port carries layer-3 punts: never ND, only routed by destination
     # (ff02::2 is no access host).
-    assert rig.send(GRE, rs_frame()) == Work()
+    assert rig.send(GRE, _behind_dummy_header(rs_frame())) == Work()
     assert rig.dar.counters["drop:unexpected_packet_in"] == 1
     assert rig.dar.counters["drop:nd_unexpected_port"] == 0
     # A port that is neither access, core nor GRE: ND from it is refused.
@@ -404,20 +404,27 @@ def _with_ethertype(frame: bytes, ethertype: bytes) -> bytes:
     return frame[:12] + ethertype + frame[14:]
 
 
+def _behind_dummy_header(frame: bytes) -> bytes:
+    """How OVS 3.1 hands a layer-3 tunnel packet to an OpenFlow 1.3 controller."""
+    return bytes(12) + frame[12:]
+
+
 @pytest.mark.parametrize(
     ("frame", "counter"),
     [
-        # ND messages, with or without their Ethernet header, are routed by
-        # their destination (solicited-node multicast, the DAR's link-local),
-        # which no access host holds.
-        (ns_frame(ANCHOR_TEXT), "drop:unexpected_packet_in"),
-        (na_frame("2001:db8:a::77"), "drop:unexpected_packet_in"),
+        # ND messages, bare or behind OVS's dummy header, are routed by their
+        # destination (solicited-node multicast, the DAR's link-local), which
+        # no access host holds.
+        (_behind_dummy_header(ns_frame(ANCHOR_TEXT)), "drop:unexpected_packet_in"),
+        (_behind_dummy_header(na_frame("2001:db8:a::77")), "drop:unexpected_packet_in"),
         (ns_frame(ANCHOR_TEXT)[14:], "drop:unexpected_packet_in"),
         (na_frame("2001:db8:a::77")[14:], "drop:unexpected_packet_in"),
-        # Neither an IPv6 packet nor one behind an IPv6 Ethernet header.
+        # A real Ethernet header (non-zero MACs) is not OVS's dummy one: the
+        # bytes are taken as a layer-3 packet, which they are not.
+        (ns_frame(ANCHOR_TEXT), "drop:not_ipv6"),
         (_with_ethertype(ns_frame(ANCHOR_TEXT), b"\x08\x00"), "drop:not_ipv6"),
     ],
-    ids=["ns", "na", "ns_layer3", "na_layer3", "ns_not_ipv6"],
+    ids=["ns", "na", "ns_layer3", "na_layer3", "ns_ethernet", "ns_not_ipv6"],
 )
 def test_nd_from_the_gre_port_is_dropped_and_counted(rig: Rig, frame: bytes, counter: str) -> None:
     """Packets from the GRE port are layer-3 punts: never handled as ND."""
