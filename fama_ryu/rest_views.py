@@ -171,13 +171,18 @@ def list_bindings(dars: Iterable[Dar], query: Mapping[str, str], now: float) -> 
     return ApiResponse(200, views)
 
 
-def get_bindings_of(
-    dars: Iterable[Dar], hoa_text: str, query: Mapping[str, str], now: float
-) -> ApiResponse:
+def _home_address_argument(hoa_text: str, query: Mapping[str, str]) -> bytes | ApiResponse:
+    """The {hoa} path argument of a route that takes no query parameters."""
     problem = _check_query(query, ())
     if problem is not None:
         return problem
-    hoa = _parse_address(hoa_text, "hoa")
+    return _parse_address(hoa_text, "hoa")
+
+
+def get_bindings_of(
+    dars: Iterable[Dar], hoa_text: str, query: Mapping[str, str], now: float
+) -> ApiResponse:
+    hoa = _home_address_argument(hoa_text, query)
     if isinstance(hoa, ApiResponse):
         return hoa
     views = [
@@ -193,10 +198,7 @@ def get_bindings_of(
 def revoke_bindings_of(
     revoke: Revoke, hoa_text: str, query: Mapping[str, str], now: float
 ) -> ApiResponse:
-    problem = _check_query(query, ())
-    if problem is not None:
-        return problem
-    hoa = _parse_address(hoa_text, "hoa")
+    hoa = _home_address_argument(hoa_text, query)
     if isinstance(hoa, ApiResponse):
         return hoa
     removed = revoke(hoa)
