@@ -166,7 +166,7 @@ class FamaApp(app_manager.RyuApp):
             dar.counters["handler_exception"] += 1
             return
         self._execute(dar, work)
-        if work.decisions:
+        if work.decided_binding_update:
             self.metrics.observe_bu(dar, time.perf_counter() - started)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)

@@ -45,6 +45,9 @@ NONCE_INDEX_SPACE = 1 << 16  # Nonce Indices option carries 16-bit indices
 # RFC 6275 §12 constants (seconds).
 MAX_TOKEN_LIFETIME = 210.0
 MAX_NONCE_LIFETIME = 240.0
+# Backward clock steps up to this are jitter; longer ones are absorbed
+# (CareOfTokenIssuer keeps nonce ages across them).
+CLOCK_STEP_TOLERANCE_S = 0.5
 
 _CARE_OF_TOKEN_DISCRIMINATOR = b"\x01"  # RFC 6275 §5.2.5: 0x01 marks care-of tokens
 
@@ -239,7 +242,10 @@ class CareOfTokenIssuer:
 
     Expired nonces are dropped on every call, so at most
     ceil(MAX_NONCE_LIFETIME / nonce_interval_s) nonces are held (8 with the
-    default interval).  ``now`` must come from a monotonic clock.
+    default interval).  A wall clock will do: when ``now`` steps backwards,
+    every nonce's age is kept (their times move back with it), so a clock
+    correction never invalidates live tokens nor freezes rotation; a forward
+    step only ages them, which costs the MN a new care-of test at worst.
     """
 
     def __init__(
@@ -263,6 +269,7 @@ class CareOfTokenIssuer:
         self._nonce_interval_s = nonce_interval_s
         self._nonces: dict[int, _Nonce] = {}
         self._current_index = 0
+        self._last_now = now
         self._introduce_nonce(0, now)
 
     @property
@@ -273,6 +280,7 @@ class CareOfTokenIssuer:
     def issue(self, coa: bytes, now: float) -> tuple[int, bytes]:
         """Answer a Care-of Test Init: return (care-of nonce index, keygen token)."""
         _require_address("CoA", coa)
+        self._follow_clock(now)
         current = self._nonces[self._current_index]
         if now - current.introduced_at >= self._nonce_interval_s:
             self._introduce_nonce((self._current_index + 1) % NONCE_INDEX_SPACE, now)
@@ -286,13 +294,32 @@ class CareOfTokenIssuer:
         caller answers status 137, P13).
         """
         _require_address("CoA", coa)
+        self._follow_clock(now)
         self._drop_expired(now)
         nonce = self._nonces.get(nonce_index)
         # The current nonce is never dropped (issue() needs it), so its age
         # is checked here rather than relying on _drop_expired.
-        if nonce is None or not 0 <= now - nonce.introduced_at < MAX_NONCE_LIFETIME:
+        if nonce is None:
+            return None
+        if not -CLOCK_STEP_TOLERANCE_S <= now - nonce.introduced_at < MAX_NONCE_LIFETIME:
             return None
         return self._token(coa, nonce.value)
+
+    def _follow_clock(self, now: float) -> None:
+        """Absorb a backward clock step by moving every nonce's time with it.
+
+        Steps shorter than CLOCK_STEP_TOLERANCE_S are ordinary jitter
+        between callers and are ignored.
+        """
+        if now < self._last_now - CLOCK_STEP_TOLERANCE_S:
+            step = now - self._last_now
+            self._nonces = {
+                index: _Nonce(nonce.value, nonce.introduced_at + step)
+                for index, nonce in self._nonces.items()
+            }
+            self._last_now = now
+        else:
+            self._last_now = max(self._last_now, now)
 
     def _introduce_nonce(self, index: int, now: float) -> None:
         value = self._rng(NONCE_LEN)

@@ -204,17 +204,20 @@ def cmd_bindings(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError, ValueError) as error:
         raise UsageError(f"cannot read {url}: {error}") from None
     headers = ("HOA", "COA", "DAR", "SEQ", "LIFETIME_S", "REMAINING_S")
-    table = [headers] + [
-        (
-            row["hoa"],
-            row["coa"],
-            row["dar"],
-            str(row["sequence"]),
-            str(row["lifetime_s"]),
-            f"{row['remaining_s']:.0f}",
-        )
-        for row in rows
-    ]
+    try:
+        table = [headers] + [
+            (
+                str(row["hoa"]),
+                str(row["coa"]),
+                str(row["dar"]),
+                str(row["sequence"]),
+                str(row["lifetime_s"]),
+                f"{float(row['remaining_s']):.0f}",
+            )
+            for row in rows
+        ]
+    except (TypeError, KeyError, ValueError) as error:
+        raise UsageError(f"{url}: not a list of bindings ({error!r})") from None
     widths = [max(len(line[column]) for line in table) for column in range(len(headers))]
     for line in table:
         print(

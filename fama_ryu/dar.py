@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from fama_ryu import auth, icmpv6, mh
 from fama_ryu.binding_cache import Binding, BindingCache, BindingChange, ChangeKind
 from fama_ryu.config import DarConfig, DomainConfig
-from fama_ryu.home_agent import Decision, HomeAgent, Verdict
+from fama_ryu.home_agent import CARE_OF_TEST_REASON, Decision, HomeAgent, Verdict
 from openflow_pipelines import dar_flows
 from openflow_pipelines.dar_config import DarPipelineConfig
 from openflow_pipelines.model import FlowStep
@@ -64,6 +64,10 @@ class Work:
     flow_steps: list[FlowStep] = field(default_factory=list)
     after_flows: list[PacketOut] = field(default_factory=list)
     decisions: list[tuple[mh.MobilityPacket, Decision]] = field(default_factory=list)
+
+    @property
+    def decided_binding_update(self) -> bool:
+        return any(isinstance(packet.message, mh.BindingUpdate) for packet, _ in self.decisions)
 
     def extend(self, other: Work) -> None:
         self.packet_outs += other.packet_outs
@@ -236,7 +240,7 @@ class Dar:
                 frame = frame[14:]
             return self._layer3_packet_in(frame, now)
         if len(frame) < 14 + 40 or frame[12:14] != b"\x86\xdd":
-            self.counters["drop:not_ipv6"] += 1
+            self.counters["drop:punt_not_ipv6"] += 1
             return Work()
         destination = frame[14 + 24 : 14 + 40]
         if frame[14 + 6] == mh.IPPROTO_ICMPV6:
@@ -260,7 +264,7 @@ class Dar:
     def _layer3_packet_in(self, packet: bytes, now: float) -> Work:
         """A packet from the tunnel for an unresolved access host: resolve it."""
         if len(packet) < 40 or packet[0] >> 4 != 6:
-            self.counters["drop:not_ipv6"] += 1
+            self.counters["drop:punt_not_ipv6"] += 1
             return Work()
         destination = packet[24:40]
         if self._is_access_host(destination):
@@ -363,6 +367,9 @@ class Dar:
     def _count(self, decision: Decision) -> None:
         if decision.verdict is Verdict.DROPPED:
             self.counters[f"drop:{decision.reason}"] += 1
+            return
+        if decision.reason == CARE_OF_TEST_REASON:
+            self.counters["care_of_test_sent"] += 1
             return
         self.counters[f"bu_result:{decision.verdict.value}"] += 1
         if decision.status is not None:

@@ -33,6 +33,7 @@ MAX_CGA_BINDING_LIFETIME_S = 86400  # RFC 4866 §7, P12
 LIFETIME_UNIT_S = 4
 
 Rng = Callable[[int], bytes]
+CARE_OF_TEST_REASON = "care_of_test"  # a CoTI answered: no Binding Update
 
 
 class Verdict(enum.Enum):
@@ -468,7 +469,7 @@ class HomeAgent:
         cot = mh.CareOfTest(nonce_index, coti.cookie, token)
         packet_bytes = mh.build_packet(cot, source=self.config.anchor_address, destination=coa)
         reply = Reply(cot, self.config.anchor_address, coa, None, packet_bytes)
-        return Decision(Verdict.ACCEPTED, "care_of_test", reply=reply)
+        return Decision(Verdict.ACCEPTED, CARE_OF_TEST_REASON, reply=reply)
 
     # ------------------------------------------------------------ BA
 

@@ -15,7 +15,13 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from fama_ryu import mh
 from fama_ryu.dar import Dar
+from fama_ryu.home_agent import DropReason
+
+# Drop counters that concern Mobility Header packets: codec rejections and
+# the home agent's silent drops (not ND, not stray punts).
+_MOBILITY_DROPS = frozenset(f"drop:{reason.value}" for reason in (*mh.RejectReason, *DropReason))
 
 LABELS = ("dp_id", "dp_name")
 
@@ -34,7 +40,7 @@ _COUNTERS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
     (
         "fama_bu_dropped",
         "Mobility Header packets dropped silently (every reason)",
-        lambda key: key.startswith("drop:") and not key.startswith("drop:nd_"),
+        lambda key: key in _MOBILITY_DROPS,
     ),
     (
         "fama_punted_packets",

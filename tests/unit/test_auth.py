@@ -356,12 +356,12 @@ def test_token_is_rfc6275_care_of_keygen_token() -> None:
 def test_token_is_stable_within_nonce_lifetime() -> None:
     issuer = CareOfTokenIssuer(KDAR, seeded_rng(2), now=0.0)
     index, token = issuer.issue(COA, 0.0)
-    assert issuer.issue(COA, 29.9) == (index, token)
-    for now in (0.0, 100.0, 209.0, MAX_NONCE_LIFETIME - 0.001):
-        assert issuer.token_for(COA, index, now) == token
     other_index, other_token = issuer.issue(HOA, 10.0)
     assert other_index == index
     assert other_token != token
+    assert issuer.issue(COA, 29.9) == (index, token)
+    for now in (29.9, 100.0, 209.0, MAX_NONCE_LIFETIME - 0.001):
+        assert issuer.token_for(COA, index, now) == token
 
 
 def test_rotation_creates_new_index_and_keeps_old_nonce() -> None:
@@ -408,10 +408,17 @@ def test_unknown_index_returns_none() -> None:
     assert issuer.token_for(COA, 65535, 1.0) is None
 
 
-def test_time_before_nonce_introduction_returns_none() -> None:
+def test_a_backward_clock_step_keeps_token_ages() -> None:
+    """A wall clock stepping back neither kills live tokens nor freezes rotation."""
     issuer = CareOfTokenIssuer(KDAR, seeded_rng(8), now=50.0)
-    index, _ = issuer.issue(COA, 50.0)
-    assert issuer.token_for(COA, index, 49.0) is None
+    index, token = issuer.issue(COA, 60.0)
+    # The clock steps back an hour, 10 s after the nonce came into use.
+    assert issuer.token_for(COA, index, 60.0 - 3600.0) == token
+    # Its age is kept: 10 s old then, so it expires 230 s after the step.
+    assert issuer.token_for(COA, index, 60.0 - 3600.0 + 229.0) == token
+    assert issuer.token_for(COA, index, 60.0 - 3600.0 + 230.0) is None
+    # Rotation still happens on time: 20 s after the step the nonce is 30 s old.
+    assert issuer.issue(COA, 60.0 - 3600.0 + 20.0)[0] == (index + 1) % 65536
 
 
 def test_nonce_index_wraps_at_16_bits_with_bounded_memory() -> None:

@@ -421,8 +421,8 @@ def _behind_dummy_header(frame: bytes) -> bytes:
         (na_frame("2001:db8:a::77")[14:], "drop:unexpected_packet_in"),
         # A real Ethernet header (non-zero MACs) is not OVS's dummy one: the
         # bytes are taken as a layer-3 packet, which they are not.
-        (ns_frame(ANCHOR_TEXT), "drop:not_ipv6"),
-        (_with_ethertype(ns_frame(ANCHOR_TEXT), b"\x08\x00"), "drop:not_ipv6"),
+        (ns_frame(ANCHOR_TEXT), "drop:punt_not_ipv6"),
+        (_with_ethertype(ns_frame(ANCHOR_TEXT), b"\x08\x00"), "drop:punt_not_ipv6"),
     ],
     ids=["ns", "na", "ns_layer3", "na_layer3", "ns_ethernet", "ns_not_ipv6"],
 )
@@ -669,7 +669,8 @@ def test_care_of_test_init_in_return_routability_mode(rig: Rig) -> None:
     cot = Ether(out.frame)
     assert out.port == CORE and cot[IPv6].dst == text(COA_1)
     assert cot[MIP6MH_CoT].cookie == b"cookie!!"
-    assert rr.dar.counters["bu_result:accepted"] == 1
+    assert rr.dar.counters["care_of_test_sent"] == 1
+    assert rr.dar.counters["bu_result:accepted"] == 0  # a CoT answers no Binding Update
     # Without return routability the DAR ignores it.
     ignored = rig.send(CORE, from_core(coti_packet(COA_1)))
     assert ignored.packet_outs == [] and ignored.changes == [] and ignored.flow_steps == []
@@ -884,7 +885,7 @@ def test_layer3_punt_from_a_source_with_86dd_in_its_third_group() -> None:
 
 def test_non_ipv6_and_unexpected_frames_are_counted(rig: Rig) -> None:
     assert rig.send(CORE, b"\x00" * 20) == Work()
-    assert rig.dar.counters["drop:not_ipv6"] == 1
+    assert rig.dar.counters["drop:punt_not_ipv6"] == 1
     assert rig.send(CORE, udp_frame(CORRESPONDENT)) == Work()
     assert rig.dar.counters["drop:unexpected_packet_in"] == 1
 
