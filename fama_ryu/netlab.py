@@ -370,12 +370,15 @@ class Namespace:
         stderr: Any = subprocess.DEVNULL,
         env: Mapping[str, str] | None = None,
         description: str = "",
+        start_new_session: bool = False,
     ) -> subprocess.Popen[bytes]:
         """Start ``argv`` inside the namespace without waiting.
 
         ``ip netns exec`` execs the program, so the returned pid is the
         program's.  When the namespace belongs to a lab the process is
         recorded (pid and start time) and stopped at teardown at the latest.
+        ``start_new_session`` runs it in a session of its own, so a daemon
+        meant to outlive this process gets no SIGINT/SIGHUP from its terminal.
         """
         full_env = None if env is None else {**os.environ, **env}
         try:
@@ -385,6 +388,7 @@ class Namespace:
                 stdout=stdout,
                 stderr=stderr,
                 env=full_env,
+                start_new_session=start_new_session,
             )
         except FileNotFoundError as exc:
             raise LabError("program not found: 'ip' (iproute2)") from exc
@@ -574,11 +578,13 @@ class PacketCapture:
 class VethPair:
     """A veth pair created directly inside two namespaces (never in the root one).
 
-    ``switch_side`` ("a" or "b") names the end that will be attached to a
-    switch: IPv6 is disabled on it before it comes up, so its namespace's
-    kernel sends no DAD, RS or MLD through it.  TX checksum offload is off on
-    both ends unless ``tx_checksum_offload`` is True (TCP through the OVS
-    userspace datapath needs it off).
+    ``switch_side`` ("a", "b", or "both" for a pair joining two switches)
+    names the end(s) that will be attached to a switch: IPv6 is disabled on
+    it before it comes up, so its namespace's kernel sends no DAD, RS or MLD
+    through it.  TX checksum offload is off on both ends unless
+    ``tx_checksum_offload`` is True (TCP through the OVS userspace datapath
+    needs it off).  ``a_mac``/``b_mac`` give an end a fixed MAC address from
+    its creation on (so its link-local address is derived from that MAC).
     """
 
     def __init__(
@@ -588,17 +594,20 @@ class VethPair:
         b_ns: Namespace,
         b_name: str,
         *,
-        switch_side: Literal["a", "b"] | None = None,
+        switch_side: Literal["a", "b", "both"] | None = None,
         tx_checksum_offload: bool = False,
+        a_mac: str | None = None,
+        b_mac: str | None = None,
         lab: Lab | None = None,
     ) -> None:
         _check_interface_name(a_name)
         _check_interface_name(b_name)
-        if switch_side not in ("a", "b", None):
-            raise LabError(f"switch_side must be 'a', 'b' or None, not {switch_side!r}")
+        if switch_side not in ("a", "b", "both", None):
+            raise LabError(f"switch_side must be 'a', 'b', 'both' or None, not {switch_side!r}")
         self.a_ns, self.a_name, self.b_ns, self.b_name = a_ns, a_name, b_ns, b_name
         self.switch_side = switch_side
         self.tx_checksum_offload = tx_checksum_offload
+        self.a_mac, self.b_mac = a_mac, b_mac
         self._lab = lab
 
     def __repr__(self) -> str:
@@ -609,17 +618,21 @@ class VethPair:
 
     def create(self) -> VethPair:
         """Create the pair, apply the settings, bring both ends up."""
+        a_address = ["address", self.a_mac] if self.a_mac else []
+        b_address = ["address", self.b_mac] if self.b_mac else []
         self.a_ns.run(
             [
                 "ip",
                 "link",
                 "add",
                 self.a_name,
+                *a_address,
                 "type",
                 "veth",
                 "peer",
                 "name",
                 self.b_name,
+                *b_address,
                 "netns",
                 self.b_ns.name,
             ]
@@ -634,8 +647,9 @@ class VethPair:
                     "peer_name": self.b_name,
                 }
             )
-        if self.switch_side is not None:
-            ns, name = self.ends()[0 if self.switch_side == "a" else 1]
+        sides = {"a": (0,), "b": (1,), "both": (0, 1), None: ()}[self.switch_side]
+        for index in sides:
+            ns, name = self.ends()[index]
             ns.sysctl(f"net/ipv6/conf/{name}/disable_ipv6", 1)
         offload = "on" if self.tx_checksum_offload else "off"
         for ns, name in self.ends():
@@ -940,8 +954,10 @@ class Lab:
         b_ns: Namespace,
         b_name: str,
         *,
-        switch_side: Literal["a", "b"] | None = None,
+        switch_side: Literal["a", "b", "both"] | None = None,
         tx_checksum_offload: bool = False,
+        a_mac: str | None = None,
+        b_mac: str | None = None,
     ) -> VethPair:
         """Create a veth pair between two of this lab's namespaces (see :class:`VethPair`)."""
         self._require_open()
@@ -952,6 +968,8 @@ class Lab:
             b_name,
             switch_side=switch_side,
             tx_checksum_offload=tx_checksum_offload,
+            a_mac=a_mac,
+            b_mac=b_mac,
             lab=self,
         ).create()
 
