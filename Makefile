@@ -24,14 +24,16 @@ SYSTEM_PKGS := openvswitch-switch mininet tshark iproute2 tcpdump iputils-ping e
 
 PYTEST_ARGS ?=
 
-.PHONY: help venv system-deps test lint demo bench clean
+.PHONY: help venv system-deps test lint demo demo-inprocess bench clean
 
 help:
 	@echo "make venv         create/refresh $(VENV) (Python 3.11, ryu $(RYU_VERSION), test tools, fama-ryu -e)"
 	@echo "make system-deps  apt-get install missing: $(SYSTEM_PKGS)"
 	@echo "make test         run pytest (PYTEST_ARGS='...' to pass options)"
 	@echo "make lint         ruff check + mypy"
-	@echo "make demo         in-process FAMA exchange, build/demo.pcap + build/keys, tshark summary"
+	@echo "make demo         (root) handovers on a real lab: 3 DARs on OVS, the controller, fama-mn;"
+	@echo "                  build/demo-handover.{png,json}, build/demo-handover-bu.pcap (< 1 min)"
+	@echo "make demo-inprocess  in-process FAMA exchange, build/demo.pcap + build/keys, tshark summary"
 	@echo "make bench        run benchmarks/bench_core.py"
 	@echo "make clean        remove $(VENV) and build/"
 
@@ -88,7 +90,16 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# The README's main job: fama-lab (namespaces, Open vSwitch, the controller, the
+# MN agent), an MN moving dar1 -> dar2 -> dar3 -> dar1 under a TCP stream and a
+# 20 ms ping; removes its lab on the way out (also on failure or Ctrl-C).
 demo: venv system-deps
+	@if [ "$$(id -u)" -ne 0 ]; then echo "demo: run as root (namespaces, Open vSwitch)" >&2; exit 2; fi
+	@mkdir -p build
+	$(VPY) -m fama_ryu.lab_demo --out build
+
+# The FAMA exchange in one process, no network: every message to build/demo.pcap.
+demo-inprocess: venv system-deps
 	@mkdir -p build
 	$(VENV)/bin/fama demo --pcap build/demo.pcap --keys-out build/keys
 	@echo "== tshark's independent decode of build/demo.pcap (details: tshark -r build/demo.pcap -O mipv6)"
