@@ -198,7 +198,7 @@ class Dar:
             # in _learn: install_host refuses them, and the ValueError left the
             # switch unconfigured after any reconnection (found by the
             # controller/OVS integration test, test_2c).
-            if neighbor.port in self.pipeline.access_ports and address[:2] != b"\xfe\x80":
+            if neighbor.port in self.pipeline.access_ports and not _is_link_local(address):
                 work.flow_steps += self._host_flows(address, neighbor)
         # The next tick sends the first RA and expires what expired while the
         # switch was away: kept out of this work so that a store failure can
@@ -467,7 +467,7 @@ class Dar:
         """
         assert self.pipeline is not None
         destination = ipv6_packet[24:40]
-        if self._is_access_host(destination) or destination[:2] == b"\xfe\x80":
+        if self._is_access_host(destination) or _is_link_local(destination):
             neighbor = self.neighbors.get(destination)
             if neighbor is None:
                 return None
@@ -538,7 +538,7 @@ class Dar:
         )
         if mac is None or address is None or address == icmpv6.UNSPECIFIED:
             return Work()
-        if not (self._is_access_host(address) or address[:2] == b"\xfe\x80"):
+        if not (self._is_access_host(address) or _is_link_local(address)):
             return Work()
         return self._remember(address, mac, port)
 
@@ -549,7 +549,7 @@ class Dar:
         neighbor = Neighbor(mac, port)
         self.neighbors[address] = neighbor
         self.counters["neighbor_learned"] += 1
-        if address[:2] == b"\xfe\x80":
+        if _is_link_local(address):
             return Work()  # link-local neighbours need no route
         return Work(flow_steps=list(self._host_flows(address, neighbor)))
 
@@ -617,6 +617,11 @@ class Dar:
 
     def bindings(self) -> list[Binding]:
         return list(self.home_agent.cache)
+
+
+def _is_link_local(address: bytes) -> bool:
+    """fe80::/10 (RFC 4291 §2.5.6)."""
+    return address[0] == 0xFE and address[1] & 0xC0 == 0x80
 
 
 def _is_unicast(address: bytes) -> bool:

@@ -315,7 +315,8 @@ def test_mutations_raise_only_the_parsers_error(mutations, fix_checksum):
         ra = parse_router_advertisement_frame(candidate)
     except RaParseError:
         return
-    assert ra.source[:2] == b"\xfe\x80"
+    # Link-local is fe80::/10 (RFC 4291 §2.5.6): fe81:: counts too.
+    assert ra.source[0] == 0xFE and ra.source[1] & 0xC0 == 0x80
     assert all(pio.prefix_length <= 128 for pio in ra.prefixes)
 
 
