@@ -16,7 +16,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass
 
-from fama_ryu.mh import ETH_TYPE_IPV6, IPPROTO_ICMPV6, IPV6_HEADER_LEN
+from fama_ryu.mh import ETH_TYPE_IPV6, IPPROTO_ICMPV6, IPV6_HEADER_LEN, upper_layer_checksum
 
 ROUTER_SOLICITATION = 133
 ROUTER_ADVERTISEMENT = 134
@@ -92,13 +92,7 @@ class NdMessage:
 
 def icmpv6_checksum(source: bytes, destination: bytes, message: bytes) -> int:
     """RFC 4443 §2.3 checksum over the RFC 8200 §8.1 pseudo-header."""
-    data = source + destination + struct.pack("!IxxxB", len(message), IPPROTO_ICMPV6) + message
-    if len(data) % 2:
-        data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return (~total) & 0xFFFF
+    return upper_layer_checksum(source, destination, IPPROTO_ICMPV6, message)
 
 
 def solicited_node_multicast(address: bytes) -> bytes:
@@ -203,7 +197,16 @@ def _parse_nd_options(data: bytes) -> dict[int, bytes]:
 # ---------------------------------------------------------------- building
 
 
-def _ipv6_frame(
+def icmpv6_packet(
+    source: bytes, destination: bytes, message: bytearray, hop_limit: int = ND_HOP_LIMIT
+) -> bytes:
+    """``message`` (checksum field zero) with its checksum, in an IPv6 header."""
+    struct.pack_into("!H", message, 2, icmpv6_checksum(source, destination, bytes(message)))
+    header = struct.pack("!IHBB", 6 << 28, len(message), IPPROTO_ICMPV6, hop_limit)
+    return header + source + destination + bytes(message)
+
+
+def icmpv6_frame(
     eth_source: bytes,
     eth_destination: bytes,
     source: bytes,
@@ -211,13 +214,9 @@ def _ipv6_frame(
     message: bytearray,
     hop_limit: int = ND_HOP_LIMIT,
 ) -> bytes:
-    struct.pack_into("!H", message, 2, icmpv6_checksum(source, destination, bytes(message)))
-    header = (
-        struct.pack("!IHBB", 6 << 28, len(message), IPPROTO_ICMPV6, hop_limit)
-        + source
-        + destination
-    )
-    return eth_destination + eth_source + struct.pack("!H", ETH_TYPE_IPV6) + header + message
+    """:func:`icmpv6_packet` in an Ethernet II frame."""
+    packet = icmpv6_packet(source, destination, message, hop_limit)
+    return eth_destination + eth_source + struct.pack("!H", ETH_TYPE_IPV6) + packet
 
 
 @dataclass(frozen=True)
@@ -276,7 +275,7 @@ def build_router_advertisement(
             )
             + prefix_field
         )
-    return _ipv6_frame(router_mac, destination_mac, router_link_local, destination, message)
+    return icmpv6_frame(router_mac, destination_mac, router_link_local, destination, message)
 
 
 def build_neighbor_advertisement(
@@ -291,7 +290,7 @@ def build_neighbor_advertisement(
     flags = _NA_ROUTER | _NA_OVERRIDE | (_NA_SOLICITED if solicited else 0)
     message = bytearray(struct.pack("!BBHB3x", NEIGHBOR_ADVERTISEMENT, 0, 0, flags)) + target
     message += struct.pack("!BB", OPTION_TARGET_LINK_LAYER, 1) + router_mac
-    return _ipv6_frame(router_mac, destination_mac, target, destination, message)
+    return icmpv6_frame(router_mac, destination_mac, target, destination, message)
 
 
 def build_neighbor_solicitation(*, router_mac: bytes, source: bytes, target: bytes) -> bytes:
@@ -299,7 +298,7 @@ def build_neighbor_solicitation(*, router_mac: bytes, source: bytes, target: byt
     destination = solicited_node_multicast(target)
     message = bytearray(struct.pack("!BBH4x", NEIGHBOR_SOLICITATION, 0, 0)) + target
     message += struct.pack("!BB", OPTION_SOURCE_LINK_LAYER, 1) + router_mac
-    return _ipv6_frame(router_mac, multicast_mac(destination), source, destination, message)
+    return icmpv6_frame(router_mac, multicast_mac(destination), source, destination, message)
 
 
 def parameter_problem_packet(
@@ -315,9 +314,7 @@ def parameter_problem_packet(
     room = MINIMUM_MTU - IPV6_HEADER_LEN - 8
     message = bytearray(struct.pack("!BBHI", PARAMETER_PROBLEM, code, 0, pointer))
     message += invoking_packet[:room]
-    struct.pack_into("!H", message, 2, icmpv6_checksum(source, destination, bytes(message)))
-    header = struct.pack("!IHBB", 6 << 28, len(message), IPPROTO_ICMPV6, 64) + source + destination
-    return header + bytes(message)
+    return icmpv6_packet(source, destination, message, hop_limit=64)
 
 
 def build_parameter_problem(

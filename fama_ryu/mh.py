@@ -400,14 +400,19 @@ def _ones_complement_sum(data: bytes) -> int:
     return total
 
 
+def upper_layer_checksum(source: bytes, destination: bytes, next_header: int, data: bytes) -> int:
+    """The RFC 8200 §8.1 checksum of an upper-layer packet (MH, ICMPv6)."""
+    pseudo = source + destination + struct.pack("!IxxxB", len(data), next_header)
+    return (~_ones_complement_sum(pseudo + data)) & 0xFFFF
+
+
 def mobility_checksum(source: bytes, destination: bytes, mh_bytes: bytes) -> int:
     """RFC 6275 §6.1.1 checksum over the RFC 8200 §8.1 pseudo-header.
 
     ``source`` is the home address when a Home Address option is present,
     ``destination`` the type 2 Routing Header address when one is present.
     """
-    pseudo = source + destination + struct.pack("!IxxxB", len(mh_bytes), IPPROTO_MH)
-    return (~_ones_complement_sum(pseudo + mh_bytes)) & 0xFFFF
+    return upper_layer_checksum(source, destination, IPPROTO_MH, mh_bytes)
 
 
 def _zero_checksum(mh_prefix: bytes) -> bytes:

@@ -41,6 +41,7 @@ from fama_ryu.icmpv6 import (
     ROUTER_SOLICITATION,
     UNSPECIFIED,
     icmpv6_checksum,
+    icmpv6_frame,
     multicast_mac,
 )
 from fama_ryu.mh import ETH_TYPE_IPV6, IPPROTO_ICMPV6, IPV6_HEADER_LEN
@@ -281,16 +282,4 @@ def build_unsolicited_neighbor_advertisement(*, source_mac: bytes, address: byte
 
 def _to_all_routers(source_mac: bytes, source: bytes, message: bytearray) -> bytes:
     """``message`` (checksum field zero) in IPv6 to ff02::2 with hop limit 255, in Ethernet."""
-    struct.pack_into("!H", message, 2, icmpv6_checksum(source, ALL_ROUTERS, bytes(message)))
-    header = (
-        struct.pack("!IHBB", 6 << 28, len(message), IPPROTO_ICMPV6, ND_HOP_LIMIT)
-        + source
-        + ALL_ROUTERS
-    )
-    return (
-        multicast_mac(ALL_ROUTERS)
-        + source_mac
-        + struct.pack("!H", ETH_TYPE_IPV6)
-        + header
-        + bytes(message)
-    )
+    return icmpv6_frame(source_mac, multicast_mac(ALL_ROUTERS), source, ALL_ROUTERS, message)
