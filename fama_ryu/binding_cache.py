@@ -7,16 +7,25 @@ number so a replayed old Binding Update is answered 135 rather than
 accepted again.  Pure data: the clock is passed in, and changes are
 described as :class:`BindingChange` values so the caller can persist them
 before they take effect.
+
+Times are wall-clock seconds, because they are persisted and shown.  A
+step of the wall clock (an operator or NTP setting it) must neither
+expire every binding at once nor keep bindings alive longer than granted:
+:meth:`BindingCache.follow_clock` moves every held time by the step, so
+remaining lifetimes are kept in elapsed time.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SEQUENCE_MODULUS = 1 << 16
 DEFAULT_TOMBSTONE_TTL_S = 24 * 3600.0
+# Clock differences below this are scheduling jitter, not a step; NTP
+# slews (at most 500 ppm) never come near it between two calls.
+CLOCK_STEP_TOLERANCE_S = 1.0
 
 
 def sequence_is_newer(candidate: int, last: int) -> bool:
@@ -100,6 +109,9 @@ class BindingCache:
         self._bindings: dict[bytes, Binding] = {}
         self._tombstones: dict[bytes, Tombstone] = {}
         self._coa_to_hoas: dict[bytes, set[bytes]] = {}
+        self._last_now: float | None = None
+        self._clock_offset: float | None = None  # wall minus monotonic
+        self._rebased: set[bytes] = set()
 
     def __len__(self) -> int:
         return len(self._bindings)
@@ -189,6 +201,62 @@ class BindingCache:
         for hoa in stale:
             del self._tombstones[hoa]
         return len(stale)
+
+    def follow_clock(self, now: float, monotonic: float | None = None) -> float:
+        """Absorb a wall-clock step; return it (0.0 when there was none).
+
+        With ``monotonic`` (a clock that never steps) a step shows as a
+        change of ``now - monotonic``, forwards or backwards.  Without it
+        only a backward step can be told from elapsed time; a forward one
+        then ages every binding (and may expire them together).  Every
+        binding and tombstone time moves by the step, so what was left of
+        each lifetime is left still; moved bindings are reported by
+        :meth:`rebased_changes` so the store can follow.
+        """
+        step = 0.0
+        if monotonic is not None:
+            offset = now - monotonic
+            if self._clock_offset is not None:
+                drift = offset - self._clock_offset
+                if abs(drift) > CLOCK_STEP_TOLERANCE_S:
+                    step = drift
+            self._clock_offset = offset
+        elif self._last_now is not None and now < self._last_now - CLOCK_STEP_TOLERANCE_S:
+            step = now - self._last_now
+            if self._clock_offset is not None:
+                self._clock_offset += step
+        if self._last_now is None or step or now > self._last_now:
+            self._last_now = now
+        if step:
+            self._shift(step)
+        return step
+
+    def rebased_changes(self) -> list[BindingChange]:
+        """UPDATE changes for the bindings moved by clock steps since the last call."""
+        changes = [
+            BindingChange(ChangeKind.UPDATE, hoa, binding=binding, previous=binding)
+            for hoa in sorted(self._rebased)
+            if (binding := self._bindings.get(hoa)) is not None
+        ]
+        self._rebased.clear()
+        return changes
+
+    def _shift(self, step: float) -> None:
+        self._bindings = {
+            hoa: replace(
+                binding,
+                registered_at=binding.registered_at + step,
+                expires_at=binding.expires_at + step,
+            )
+            for hoa, binding in self._bindings.items()
+        }
+        self._tombstones = {
+            hoa: replace(
+                stone, removed_at=stone.removed_at + step, forget_at=stone.forget_at + step
+            )
+            for hoa, stone in self._tombstones.items()
+        }
+        self._rebased.update(self._bindings)
 
     def restore(self, bindings: list[Binding], tombstones: list[Tombstone]) -> None:
         """Load persisted state (controller restart)."""

@@ -40,7 +40,12 @@ default)::
           address: "2001:db8:ffff::ff"  # unicast, not the anchor address
           mac: "02:00:00:00:ff:ff"      # the next hop's MAC
         return_routability: false    # ? care-of test required (P13); default false
-        binding_limit: 10000         # ? >= 1; default 100000
+        binding_limit: 10000         # ? >= 1; default 100000: a new binding beyond it
+                                     #   gets BA 130 (updates still work)
+        rsa_verifications_per_s: 1000           # ? 1 .. 1000000; default 1000: RSA
+                                     #   signature checks per second for this DAR
+        rsa_verifications_per_source_per_s: 100 # ? 1 .. 1000000; default 100: the same
+                                     #   per source /64; over either, silent drop
         max_lifetime_s: 3600         # ? 4 .. 86400 (P12); default 3600
         min_key_bits: 1024           # ? 1024 .. 2040 (P8); default 1024
         ra_interval_s: [198, 600]    # ? [MinRtrAdvInterval, MaxRtrAdvInterval], seconds,
@@ -87,7 +92,13 @@ from oslo_config import cfg
 
 from fama_ryu import cga
 from fama_ryu.binding_cache import DEFAULT_TOMBSTONE_TTL_S
-from fama_ryu.home_agent import LIFETIME_UNIT_S, MAX_CGA_BINDING_LIFETIME_S, HomeAgentConfig
+from fama_ryu.home_agent import (
+    DEFAULT_RSA_VERIFICATIONS_PER_S,
+    DEFAULT_RSA_VERIFICATIONS_PER_SOURCE_PER_S,
+    LIFETIME_UNIT_S,
+    MAX_CGA_BINDING_LIFETIME_S,
+    HomeAgentConfig,
+)
 
 PortRef: TypeAlias = int | str
 """An OpenFlow port number, or a port name resolved when the switch connects."""
@@ -97,6 +108,7 @@ MAX_PORT_NUMBER = 0xFFFFFEFF  # OpenFlow 1.3 reserves OFPP_MAX (0xffffff00) and 
 MAX_PORT_NAME_LENGTH = 15  # ofp_port.name is 16 bytes, NUL-terminated
 MAX_NAME_LENGTH = 64
 DEFAULT_BINDING_LIMIT = 100_000
+MAX_RSA_VERIFICATIONS_PER_S = 1_000_000
 DEFAULT_MAX_LIFETIME_S = 3600
 MAX_TOMBSTONE_TTL_S = 365 * 86400  # tombstones stay in memory and in the store until then
 DEFAULT_RA_INTERVAL_S = (198.0, 600.0)  # RFC 4861 §6.2.1: Max 600, Min 0.33 * Max
@@ -155,6 +167,8 @@ class DarConfig:
     max_lifetime_s: int = DEFAULT_MAX_LIFETIME_S
     min_key_bits: int = cga.MIN_KEY_BITS
     ra_interval_s: tuple[float, float] = DEFAULT_RA_INTERVAL_S
+    rsa_verifications_per_s: int = DEFAULT_RSA_VERIFICATIONS_PER_S
+    rsa_verifications_per_source_per_s: int = DEFAULT_RSA_VERIFICATIONS_PER_SOURCE_PER_S
 
     @property
     def dpid_text(self) -> str:
@@ -192,6 +206,8 @@ class DarConfig:
             local_prefixes=tuple(
                 prefix.network_address.packed[:8] for prefix in self.access_prefixes
             ),
+            rsa_verifications_per_s=self.rsa_verifications_per_s,
+            rsa_verifications_per_source_per_s=self.rsa_verifications_per_source_per_s,
         )
 
 
@@ -706,6 +722,12 @@ _DAR_SCHEMA: dict[str, _Key] = {
         partial(_parse_integer_in, low=cga.MIN_KEY_BITS, high=cga.MAX_KEY_BITS, rule=" (P8)")
     ),
     "ra_interval_s": _Key(_parse_ra_interval),
+    "rsa_verifications_per_s": _Key(
+        partial(_parse_integer_in, low=1, high=MAX_RSA_VERIFICATIONS_PER_S, rule=" per second")
+    ),
+    "rsa_verifications_per_source_per_s": _Key(
+        partial(_parse_integer_in, low=1, high=MAX_RSA_VERIFICATIONS_PER_S, rule=" per second")
+    ),
 }
 
 

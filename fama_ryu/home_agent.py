@@ -11,6 +11,15 @@ then sends :attr:`Decision.reply` (P12).
 Checks run cheapest first (addresses, flags, prefixes, sequence numbers,
 table size, hashes), so RSA work is spent only on Binding Updates that
 could be accepted; every check is cited to RFC 6275 and FAMA-PROFILE.md.
+What RSA work remains is rationed by a :class:`VerificationBudget` (a
+token bucket per source /64 and one for the DAR), so a flood of forged
+CGA Binding Updates costs a bounded amount of CPU; see docs/security.md.
+
+Time: ``now`` is the wall clock (it is persisted with bindings).  Callers
+that can also pass ``monotonic`` (any clock that never steps) let the
+binding cache tell a clock step from elapsed time in both directions;
+without it only backward steps are recognised (see
+:meth:`BindingCache.follow_clock`).
 """
 
 from __future__ import annotations
@@ -31,6 +40,14 @@ from fama_ryu.binding_cache import (
 
 MAX_CGA_BINDING_LIFETIME_S = 86400  # RFC 4866 §7, P12
 LIFETIME_UNIT_S = 4
+# RSA signature verifications per second: for the whole DAR, and per
+# source /64 (the unit an attacker on one link controls).  Each costs
+# 15-40 us (1024-2040-bit keys), plus one PHKT encryption when accepted.
+DEFAULT_RSA_VERIFICATIONS_PER_S = 1000
+DEFAULT_RSA_VERIFICATIONS_PER_SOURCE_PER_S = 100
+# Source buckets kept before idle ones are forgotten (bounded memory
+# under spoofed sources).
+MAX_BUDGET_SOURCES = 65536
 
 Rng = Callable[[int], bytes]
 CARE_OF_TEST_REASON = "care_of_test"  # a CoTI answered: no Binding Update
@@ -57,6 +74,10 @@ class DropReason(enum.Enum):
     MISSING_NONCE_INDICES = "missing_nonce_indices"
     RETURN_ROUTABILITY_DISABLED = "return_routability_disabled"
     UNEXPECTED_MESSAGE = "unexpected_message"
+    # No BA when over budget: a flooder gets nothing back to amplify or to
+    # learn from, and an honest MN simply retransmits (RFC 6275 §11.8).
+    RSA_BUDGET_SOURCE = "rsa_budget_source"
+    RSA_BUDGET_GLOBAL = "rsa_budget_global"
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,8 @@ class HomeAgentConfig:
     # The /64s of this DAR's own access links: a CoA there would tunnel
     # traffic back onto the DAR's own link.  Empty: no such check.
     local_prefixes: tuple[bytes, ...] = ()
+    rsa_verifications_per_s: int = DEFAULT_RSA_VERIFICATIONS_PER_S
+    rsa_verifications_per_source_per_s: int = DEFAULT_RSA_VERIFICATIONS_PER_SOURCE_PER_S
 
     def __post_init__(self) -> None:
         if len(self.anchor_address) != 16:
@@ -93,6 +116,10 @@ class HomeAgentConfig:
             raise ValueError(
                 f"max lifetime must be {LIFETIME_UNIT_S}..{MAX_CGA_BINDING_LIFETIME_S} s"
             )
+        if self.binding_limit < 1:
+            raise ValueError("binding limit must be at least 1")
+        if self.rsa_verifications_per_s < 1 or self.rsa_verifications_per_source_per_s < 1:
+            raise ValueError("RSA verification budgets must be at least 1 per second")
         if not cga.MIN_KEY_BITS <= self.min_key_bits <= self.max_key_bits <= cga.MAX_KEY_BITS:
             raise ValueError(
                 f"key sizes must satisfy {cga.MIN_KEY_BITS} <= min <= max"
@@ -101,6 +128,79 @@ class HomeAgentConfig:
         object.__setattr__(
             self, "own_addresses", frozenset(self.own_addresses) | {self.anchor_address}
         )
+
+
+class _TokenBucket:
+    """Tokens refill at ``rate_per_s`` up to ``burst``; time is passed in."""
+
+    __slots__ = ("rate_per_s", "burst", "tokens", "updated_at")
+
+    def __init__(self, rate_per_s: float, burst: float, now: float) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.tokens = burst
+        self.updated_at = now
+
+    def refill(self, now: float) -> float:
+        # A clock that went backwards refills nothing (and takes nothing).
+        elapsed = max(now - self.updated_at, 0.0)
+        self.tokens = min(self.burst, self.tokens + elapsed * self.rate_per_s)
+        self.updated_at = now
+        return self.tokens
+
+
+class VerificationBudget:
+    """Rations RSA signature verifications: per source /64, then per DAR.
+
+    Fairness rule: a source's own bucket is checked first and a refusal
+    there takes nothing from the DAR-wide bucket, so one flooding /64 can
+    use at most its own rate and leaves the rest of the DAR's budget to
+    everyone else.  Many spoofed /64s together meet the DAR-wide bucket,
+    which caps the CPU spent; honest first registrations then compete for
+    what is left and retransmit.  PHKT-authenticated BUs (refreshes,
+    handovers, deregistrations of bound MNs) need no RSA and never meet
+    the budget.  Each bucket holds one second's worth of tokens.
+    """
+
+    def __init__(
+        self, per_s: int, per_source_per_s: int, *, max_sources: int = MAX_BUDGET_SOURCES
+    ) -> None:
+        self.per_s = per_s
+        self.per_source_per_s = per_source_per_s
+        self.max_sources = max_sources
+        self._dar: _TokenBucket | None = None
+        self._sources: dict[bytes, _TokenBucket] = {}
+
+    def take(self, source: bytes, now: float) -> DropReason | None:
+        """Spend one verification for ``source``; the drop reason if over budget."""
+        dar = self._dar
+        if dar is None:
+            dar = self._dar = _TokenBucket(self.per_s, self.per_s, now)
+        bucket = self._sources.get(source[:8])
+        if bucket is None:
+            self._make_room(now)
+            bucket = _TokenBucket(self.per_source_per_s, self.per_source_per_s, now)
+            self._sources[source[:8]] = bucket
+        if bucket.refill(now) < 1.0:
+            return DropReason.RSA_BUDGET_SOURCE
+        if dar.refill(now) < 1.0:
+            return DropReason.RSA_BUDGET_GLOBAL
+        bucket.tokens -= 1.0
+        dar.tokens -= 1.0
+        return None
+
+    def _make_room(self, now: float) -> None:
+        """Forget refilled buckets (a new one is the same); if none, the least recent half."""
+        if len(self._sources) < self.max_sources:
+            return
+        self._sources = {
+            key: bucket
+            for key, bucket in self._sources.items()
+            if bucket.refill(now) < bucket.burst
+        }
+        if len(self._sources) >= self.max_sources:
+            recent = sorted(self._sources.items(), key=lambda item: item[1].updated_at)
+            self._sources = dict(recent[len(recent) // 2 :])
 
 
 @dataclass(frozen=True)
@@ -192,20 +292,28 @@ class HomeAgent:
     rng: Rng
     cache: BindingCache = field(default_factory=BindingCache)
     token_issuer: auth.CareOfTokenIssuer | None = None
+    budget: VerificationBudget = field(init=False)
 
     def __post_init__(self) -> None:
         if self.config.return_routability and self.token_issuer is None:
             raise ValueError("return-routability mode (P13) needs a care-of token issuer")
+        self.budget = VerificationBudget(
+            self.config.rsa_verifications_per_s, self.config.rsa_verifications_per_source_per_s
+        )
 
-    def handle(self, packet: mh.MobilityPacket, now: float) -> Decision:
+    def handle(
+        self, packet: mh.MobilityPacket, now: float, monotonic: float | None = None
+    ) -> Decision:
         """Decide what to do with a decoded Mobility Header packet."""
+        self.cache.follow_clock(now, monotonic)
         rsa_before = auth.RSA_OPERATIONS.total()
         message = packet.message
         try:
             if packet.destination != self.config.anchor_address:
                 raise _Drop(DropReason.NOT_ADDRESSED_TO_ANCHOR)
             if isinstance(message, mh.BindingUpdate):
-                decision = self._binding_update(packet, message, now)
+                budget_now = now if monotonic is None else monotonic
+                decision = self._binding_update(packet, message, now, budget_now)
             elif isinstance(message, mh.CareOfTestInit):
                 decision = self._care_of_test_init(packet, message, now)
             else:
@@ -228,12 +336,20 @@ class HomeAgent:
         """Make a decided change take effect in the cache (after persisting it)."""
         self.cache.apply(change)
 
-    def expirations(self, now: float) -> list[BindingChange]:
+    def expirations(self, now: float, monotonic: float | None = None) -> list[BindingChange]:
         """Removals for bindings whose lifetime ran out (RFC 6275 §10.3.1)."""
+        self.cache.follow_clock(now, monotonic)
         return self.cache.expirations(now)
 
-    def revocation(self, hoa: bytes, now: float) -> BindingChange | None:
+    def clock_rebase(self) -> list[BindingChange]:
+        """Bindings whose times moved with a clock step, to persist (no flow change)."""
+        return self.cache.rebased_changes()
+
+    def revocation(
+        self, hoa: bytes, now: float, monotonic: float | None = None
+    ) -> BindingChange | None:
         """Administrative removal of ``hoa``'s binding, or None if unbound."""
+        self.cache.follow_clock(now, monotonic)
         if self.cache.get(hoa) is None:
             return None
         return self.cache.removal(hoa, now, RemovalCause.REVOKED)
@@ -241,7 +357,7 @@ class HomeAgent:
     # ------------------------------------------------------------ BU
 
     def _binding_update(
-        self, packet: mh.MobilityPacket, bu: mh.BindingUpdate, now: float
+        self, packet: mh.MobilityPacket, bu: mh.BindingUpdate, now: float, budget_now: float
     ) -> Decision:
         config = self.config
         if not is_unicast_routable(packet.source):
@@ -257,7 +373,9 @@ class HomeAgent:
             self._check_care_of_address(coa, hoa)
         first_address = hoa if deregistration else coa  # P9
         try:
-            auth_result = self._decide_binding_update(packet, bu, hoa, coa, deregistration, now)
+            auth_result = self._decide_binding_update(
+                packet, bu, hoa, coa, deregistration, now, budget_now
+            )
         except _Rejection as rejection:
             sequence = rejection.sequence if rejection.sequence is not None else bu.sequence
             rejection_reply = self._binding_ack(
@@ -330,6 +448,7 @@ class HomeAgent:
         coa: bytes,
         deregistration: bool,
         now: float,
+        budget_now: float,
     ) -> _Authenticated:
         """Run the checks of RFC 6275 §10.3.1/§10.3.2 and P5-P13, cheapest first.
 
@@ -366,7 +485,9 @@ class HomeAgent:
             raise _Rejection(mh.BAStatus.INSUFFICIENT_RESOURCES)
         if kbm is not None:
             return _Authenticated(ba_kbm=kbm)
-        return self._authenticate_cga(packet, bu, hoa, coa, deregistration, care_of_token)
+        return self._authenticate_cga(
+            packet, bu, hoa, coa, deregistration, care_of_token, budget_now
+        )
 
     def _check_sequence(
         self, bu: mh.BindingUpdate, hoa: bytes, now: float, kbm: bytes | None
@@ -411,8 +532,13 @@ class HomeAgent:
         coa: bytes,
         deregistration: bool,
         care_of_token: bytes | None,
+        budget_now: float,
     ) -> _Authenticated:
-        """P7: CGA verification, then the signature; P10/P12: a new PHKT."""
+        """P7: CGA verification, then the signature; P10/P12: a new PHKT.
+
+        The verification budget is spent only by a BU that passed every
+        other check, just before the RSA work it pays for.
+        """
         config = self.config
         options = bu.options
         assert options.cga_parameters is not None and options.signature is not None
@@ -438,6 +564,11 @@ class HomeAgent:
             # P13: a first CGA BU in return-routability mode also carries
             # authorization data keyed by the care-of keygen token alone.
             self._check_authenticator(packet, auth.binding_management_key(None, care_of_token), coa)
+        if len(options.signature) != (public_key.key_size + 7) // 8:
+            raise _Rejection(mh.BAStatus.CGA_SIGNATURE_VERIFICATION_FAILED)  # no RSA needed
+        over_budget = self.budget.take(packet.source, budget_now)
+        if over_budget is not None:
+            raise _Drop(over_budget)
         if not auth.verify_binding_update_signature(
             public_key, options.signature, coa, config.anchor_address, packet.mh.signed_data()
         ):
