@@ -39,8 +39,9 @@ from fama_ryu import config, metrics, ofp_shim, rest, rest_views
 from fama_ryu.binding_cache import BindingCache
 from fama_ryu.dar import Dar, PacketOut, Work
 from fama_ryu.store import SqliteBindingStore, StoreError
+from openflow_pipelines import wire
 from openflow_pipelines.cookies import FAMA_COOKIE_OWNER, OWNER_MASK, decode_cookie
-from openflow_pipelines.model import Barrier, FlowStep
+from openflow_pipelines.model import FlowStep
 
 eventlet_compat.apply()
 CONF = cfg.CONF
@@ -49,6 +50,7 @@ config.apply_listen_defaults(CONF)
 LOG = logging.getLogger("fama_ryu.app")
 
 TICK_INTERVAL_S = 0.25  # bindings leave the switch within a second of expiry
+MAX_BATCH = 256  # works per group commit; bounds a batch's BA delay under overload
 
 
 class FamaApp(app_manager.RyuApp):
@@ -78,10 +80,14 @@ class FamaApp(app_manager.RyuApp):
             LOG.info("%s: %d binding(s) restored", dar_config.name, len(bindings))
         self.datapaths: dict[int, Any] = {}
         self._after_barrier: dict[tuple[int, int], list[PacketOut]] = {}
+        self._pending: list[tuple[Dar, Work]] = []
+        self._commit_wanted = hub.Event()
+        self._commit_lock = hub.BoundedSemaphore(1)
         kwargs["wsgi"].register(rest.FamaRestController, {rest.APP_KEY: self})
         self.metrics = metrics.Metrics(self.dars.values)
         if CONF.fama.metrics_port:
             self._serve_metrics(CONF.fama.metrics_host, CONF.fama.metrics_port)
+        self._committer = hub.spawn(self._commit_when_idle)
         self._ticker = hub.spawn(self._tick_forever)
 
     def _serve_metrics(self, host: str, port: int) -> None:
@@ -108,6 +114,7 @@ class FamaApp(app_manager.RyuApp):
         if dar is None:
             return
         ports = {port.name.decode(errors="replace"): port.port_no for port in event.msg.body}
+        self._commit_pending()  # reinstall from the store's truth
         try:
             work = dar.connect(ports, self.store.next_generation(), time.time())
         except (LookupError, ValueError, StoreError) as error:
@@ -117,7 +124,7 @@ class FamaApp(app_manager.RyuApp):
         LOG.info(
             "%s: switch %016x connected, flow generation %d", dar.name, datapath.id, dar.generation
         )
-        self._execute(dar, work)
+        self._execute_now(dar, work)
         # Reinstalled with the new generation: now find and remove older ones.
         datapath.send_msg(
             ofp_shim.flow_stats_request(datapath, FAMA_COOKIE_OWNER << 48, OWNER_MASK)
@@ -159,13 +166,20 @@ class FamaApp(app_manager.RyuApp):
         if dar is None or message.datapath.id not in self.datapaths:
             return
         started = time.perf_counter()
+        in_port, frame = message.match["in_port"], bytes(message.data)
         try:
-            work = dar.packet_in(message.match["in_port"], bytes(message.data), time.time())
+            work = dar.packet_in(in_port, frame, time.time())
+            if work.retry_after_commit:
+                self._commit_pending()
+                work = dar.packet_in(in_port, frame, time.time())
         except Exception:  # never die on a packet: log it, count it, go on
             LOG.exception("%s: packet-in handling failed", dar.name)
             dar.counters["handler_exception"] += 1
             return
-        self._execute(dar, work)
+        if work.retry_after_commit:  # the store keeps failing: the MN retransmits
+            dar.counters["drop:uncommitted_after_retry"] += 1
+            return
+        self._submit(dar, work)
         if work.decided_binding_update:
             self.metrics.observe_bu(dar, time.perf_counter() - started)
 
@@ -199,53 +213,117 @@ class FamaApp(app_manager.RyuApp):
             dar.counters[f"flow_removed_reason:{event.msg.reason}"] += 1
 
     # ------------------------------------------------------------ execution
+    #
+    # Work with binding changes is held and persisted in one transaction with
+    # whatever else arrived meanwhile (group commit): one fsync for a burst of
+    # Binding Updates instead of one each.  The batch is committed when the
+    # event queue runs dry (so a lone BU waits for nothing), when it holds
+    # MAX_BATCH works, or before anything that must see the store's truth.
+    # Then, per switch, the flow-mods of the whole batch go out phase by phase
+    # (a barrier between phases keeps each change's order), then one barrier
+    # whose reply releases the batch's Binding Acks (P12).
 
-    def _execute(self, dar: Dar, work: Work) -> bool:
-        """Carry out ``work``; False when the store refused its changes."""
+    def _submit(self, dar: Dar, work: Work) -> None:
+        """Carry out ``work`` from the event loop, holding its changes for a group commit."""
         datapath = self.datapaths.get(dar.dpid)
         self._send_frames(datapath, work.packet_outs)
-        if work.changes:
+        if not work.changes:
+            self._send_flows([(dar, work)])
+            return
+        self._pending.append((dar, work))
+        if len(self._pending) >= MAX_BATCH:
+            self._commit_pending()
+        else:
+            self._commit_wanted.set()
+
+    def _commit_when_idle(self) -> None:
+        """Runs whenever the event loop yields (its queue is empty, or a send blocks)."""
+        while True:
+            self._commit_wanted.wait()
+            self._commit_wanted.clear()
             try:
-                self.store.commit([(dar.name, change) for change in work.changes])
-            except StoreError as error:
-                LOG.error(
-                    "%s: binding store refused %d change(s): %s", dar.name, len(work.changes), error
+                self._commit_pending()
+            except Exception:  # the next batch must still be committed
+                LOG.exception("group commit failed")
+
+    def _commit_pending(self) -> None:
+        with self._commit_lock:
+            batch, self._pending = self._pending, []
+            if batch:
+                self._commit(batch)
+
+    def _commit(self, batch: list[tuple[Dar, Work]]) -> bool:
+        """Persist every change of ``batch`` in one transaction, then send its flows."""
+        changes = [(dar.name, change) for dar, work in batch for change in work.changes]
+        try:
+            self.store.commit(changes)
+        except StoreError as error:
+            LOG.error("binding store refused %d change(s): %s", len(changes), error)
+            for dar, work in batch:
+                self._send_frames(
+                    self.datapaths.get(dar.dpid), dar.store_failed(work, error.reason)
                 )
-                self._send_frames(datapath, dar.store_failed(work, error.reason))
-                return False
+            return False
+        for dar, work in batch:
             dar.committed(work.changes)
-        self._send_steps(dar, work.flow_steps)
-        if work.after_flows and datapath is not None:
-            barrier = ofp_shim.barrier_request(datapath)
-            datapath.set_xid(barrier)
-            self._after_barrier[(dar.dpid, barrier.xid)] = list(work.after_flows)
-            datapath.send_msg(barrier)
+        self._send_flows(batch)
         return True
 
+    def _execute_now(self, dar: Dar, work: Work) -> bool:
+        """Carry out ``work`` at once (outside the event loop); False if the store refused it."""
+        with self._commit_lock:
+            self._send_frames(self.datapaths.get(dar.dpid), work.packet_outs)
+            if work.changes:
+                return self._commit([(dar, work)])
+            self._send_flows([(dar, work)])
+            return True
+
+    def _send_flows(self, batch: list[tuple[Dar, Work]]) -> None:
+        """Per switch, all flow steps phase by phase in one write, then the Binding Acks."""
+        by_dar: dict[int, tuple[Dar, list[Work]]] = {}
+        for dar, work in batch:
+            if work.flow_steps or work.after_flows:
+                by_dar.setdefault(dar.dpid, (dar, []))[1].append(work)
+        for dar, works in by_dar.values():
+            datapath = self.datapaths.get(dar.dpid)
+            if datapath is None:
+                continue
+            phases = wire.merge_phases(work.flow_steps for work in works)
+            messages = []
+            for index, phase in enumerate(phases):
+                if index:
+                    messages.append(wire.encode_barrier_request(ofp_shim.next_xid(datapath)))
+                messages += [
+                    wire.encode_flow_mod(flow, ofp_shim.next_xid(datapath)) for flow in phase
+                ]
+            dar.counters["flow_mods_sent"] += sum(len(phase) for phase in phases)
+            after_flows = [frame for work in works for frame in work.after_flows]
+            if after_flows:
+                xid = ofp_shim.next_xid(datapath)
+                self._after_barrier[(dar.dpid, xid)] = after_flows
+                messages.append(wire.encode_barrier_request(xid))
+            datapath.send(b"".join(messages))
+
     def _send_steps(self, dar: Dar, steps: list[FlowStep]) -> None:
-        datapath = self.datapaths.get(dar.dpid)
-        if datapath is None:
-            return
-        for step in steps:
-            if isinstance(step, Barrier):
-                datapath.send_msg(ofp_shim.barrier_request(datapath))
-            else:
-                datapath.send_msg(ofp_shim.flow_mod(datapath, step))
-                dar.counters["flow_mods_sent"] += 1
+        self._send_flows([(dar, Work(flow_steps=steps))])
 
     @staticmethod
     def _send_frames(datapath: Any, frames: list[PacketOut]) -> None:
-        if datapath is None:
+        if datapath is None or not frames:
             return
-        for frame in frames:
-            datapath.send_msg(ofp_shim.packet_out(datapath, frame.port, frame.frame))
+        datapath.send(
+            b"".join(
+                wire.encode_packet_out(frame.port, frame.frame, ofp_shim.next_xid(datapath))
+                for frame in frames
+            )
+        )
 
     def _tick_forever(self) -> None:
         while True:
             now = time.time()
             for dar in self.dars.values():
                 try:
-                    self._execute(dar, dar.tick(now))
+                    self._execute_now(dar, dar.tick(now))
                 except Exception:  # a failing tick must not stop the others
                     LOG.exception("%s: periodic work failed", dar.name)
                     dar.counters["handler_exception"] += 1
@@ -256,13 +334,15 @@ class FamaApp(app_manager.RyuApp):
     def revoke(self, hoa: bytes) -> list[tuple[Dar, Any]]:
         """Administratively remove ``hoa``'s bindings on every DAR (REST DELETE)."""
         removed = []
-        now = time.time()
         for dar in self.dars.values():
+            # Decide on the store's truth: commit what the event loop holds first.
+            while dar.is_uncommitted(hoa):
+                self._commit_pending()
             binding = dar.home_agent.cache.get(hoa)
-            work = dar.revoke(hoa, now)
+            work = dar.revoke(hoa, time.time())
             if work is None:
                 continue
-            if not self._execute(dar, work):
+            if not self._execute_now(dar, work):
                 raise rest_views.StoreUnavailable(f"{dar.name}: the revocation was not stored")
             removed.append((dar, binding))
         return removed

@@ -57,6 +57,12 @@ class Work:
     5. once a barrier acknowledges all of that, send ``after_flows`` (the
        Binding Acks: the forwarding rules are in place before the BA
        leaves, P12).
+
+    The shim may hold works with ``changes`` back and persist several in one
+    transaction (group commit).  Until :meth:`Dar.committed` or
+    :meth:`Dar.store_failed` is called for them, a packet about one of their
+    home addresses is not decided: its work says ``retry_after_commit``, and
+    the shim commits what it holds and hands the packet in again.
     """
 
     packet_outs: list[PacketOut] = field(default_factory=list)
@@ -64,6 +70,7 @@ class Work:
     flow_steps: list[FlowStep] = field(default_factory=list)
     after_flows: list[PacketOut] = field(default_factory=list)
     decisions: list[tuple[mh.MobilityPacket, Decision]] = field(default_factory=list)
+    retry_after_commit: bool = False
 
     @property
     def decided_binding_update(self) -> bool:
@@ -146,6 +153,8 @@ class Dar:
         self._error_limiter = _RateLimiter(ERROR_REPLIES_PER_S, ERROR_REPLIES_PER_S)
         self._solicit_limiter = _RateLimiter(1.0 / NEIGHBOR_SOLICIT_INTERVAL_S, 1.0)
         self._next_ra_at: float | None = None
+        # Home addresses with a decided change the store does not hold yet.
+        self._uncommitted: Counter[bytes] = Counter()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -279,8 +288,14 @@ class Dar:
         at reconnection, with the older flow generations.
         """
         work = Work()
-        expirations = self.home_agent.expirations(now)
+        # A binding with an uncommitted change is decided again at the next tick.
+        expirations = [
+            change
+            for change in self.home_agent.expirations(now)
+            if change.hoa not in self._uncommitted
+        ]
         if expirations:
+            self._hold(expirations)
             work.changes += expirations
             for change in expirations:
                 work.flow_steps += self._flows_for(change, now)
@@ -302,9 +317,12 @@ class Dar:
 
     def revoke(self, hoa: bytes, now: float) -> Work | None:
         """Administrative removal of a binding (REST DELETE); None if unbound."""
+        if hoa in self._uncommitted:
+            raise RuntimeError("revoke with an uncommitted change for the address: commit first")
         change = self.home_agent.revocation(hoa, now)
         if change is None:
             return None
+        self._hold([change])
         self.counters["binding_revoked"] += 1
         return Work(changes=[change], flow_steps=self._flows_for(change, now))
 
@@ -312,6 +330,22 @@ class Dar:
         """The store holds ``changes``: make them the cache's truth."""
         for change in changes:
             self.home_agent.apply(change)
+        self._release(changes)
+
+    def _hold(self, changes: Iterable[BindingChange]) -> None:
+        for change in changes:
+            self._uncommitted[change.hoa] += 1
+
+    def _release(self, changes: Iterable[BindingChange]) -> None:
+        for change in changes:
+            if self._uncommitted[change.hoa] <= 1:
+                self._uncommitted.pop(change.hoa, None)
+            else:
+                self._uncommitted[change.hoa] -= 1
+
+    def is_uncommitted(self, hoa: bytes) -> bool:
+        """A change for ``hoa`` is decided but not yet committed or refused."""
+        return hoa in self._uncommitted
 
     def store_failed(self, work: Work, reason: str) -> list[PacketOut]:
         """The store refused ``work.changes``: nothing changes, BUs get 130.
@@ -321,6 +355,7 @@ class Dar:
         left exactly as it was.
         """
         self.counters[f"store_error:{reason}"] += 1
+        self._release(work.changes)
         replies = []
         for packet, decision in work.decisions:
             if decision.verdict is Verdict.ACCEPTED and isinstance(
@@ -342,6 +377,13 @@ class Dar:
             packet = mh.parse_ethernet_frame(frame)
         except mh.MobilityParseError as error:
             return self._mobility_rejected(frame, error, now)
+        if self._uncommitted and (
+            packet.pseudo_source in self._uncommitted or packet.source in self._uncommitted
+        ):
+            # Judged against the store's truth, never against a change that
+            # may still fail to persist (sequence numbers, replays).
+            self.counters["deferred_until_commit"] += 1
+            return Work(retry_after_commit=True)
         work = self._snoop(in_port, frame[6:12], packet.source)
         decision = self.home_agent.handle(packet, now)
         self._count(decision)
@@ -359,6 +401,7 @@ class Dar:
                 work.packet_outs.append(reply)
             return work
         work.changes.append(decision.change)
+        self._hold(work.changes)
         work.flow_steps += self._flows_for(decision.change, now)
         if reply is not None:
             work.after_flows.append(reply)

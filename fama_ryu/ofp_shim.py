@@ -85,3 +85,9 @@ def flow_stats_request(datapath: Any, cookie: int, cookie_mask: int) -> Any:
         cookie_mask,
         parser.OFPMatch(),
     )
+
+
+def next_xid(datapath: Any) -> int:
+    """A transaction id from the connection's sequence, as Ryu's own messages get."""
+    datapath.xid = (datapath.xid + 1) & ofp.MAX_XID
+    return int(datapath.xid)

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
+from ofp_decode import decode_messages
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
@@ -96,6 +97,12 @@ class FakeDatapath:
         message.set_xid(self.xid)
         return self.xid
 
+    def send(self, data: bytes) -> bool:
+        """The app's raw writes (``openflow_pipelines.wire``), decoded for the assertions."""
+        for message in decode_messages(self, data):
+            self.send_msg(message)
+        return True
+
     def send_msg(self, message: Any) -> None:
         if message.xid is None:
             self.set_xid(message)
@@ -107,6 +114,12 @@ class FakeDatapath:
     def take(self) -> list[Any]:
         sent, self.sent = self.sent, []
         return sent
+
+
+def deliver(app: app_module.FamaApp, packet_in: SimpleNamespace) -> None:
+    """A packet-in, then what the event loop does when its queue runs dry: the group commit."""
+    app._packet_in(packet_in)
+    app._commit_pending()
 
 
 def event(datapath: FakeDatapath, **fields: Any) -> SimpleNamespace:
@@ -215,13 +228,13 @@ def get_json(app: app_module.FamaApp, path: str) -> tuple[int, Any]:
 # ---------------------------------------------------------------- construction
 
 
-def test_the_app_registers_rest_and_would_spawn_one_ticker(
+def test_the_app_registers_rest_and_would_spawn_the_committer_and_the_ticker(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spawned: list[Any] = []
     monkeypatch.setattr(app_module.hub, "spawn", lambda *args, **kwargs: spawned.append(args))
     app = harness.new_app()
-    assert spawned == [(app._tick_forever,)]
+    assert spawned == [(app._commit_when_idle,), (app._tick_forever,)]
     assert set(app.dars) == {DPID_A, DPID_B}
     assert get_json(app, "/fama/v1/dars")[0] == 200
     assert harness.store_path.exists()
@@ -251,7 +264,7 @@ def test_unknown_switch_is_left_alone_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="fama_ryu.app"):
         app._switch_features(event(datapath))
         app._port_desc(port_desc_event(datapath, PORTS_A))
-        app._packet_in(packet_in_event(datapath, 1, b"\x00" * 60))
+        deliver(app, packet_in_event(datapath, 1, b"\x00" * 60))
     assert datapath.sent == []
     assert any(
         record.levelno == logging.WARNING and "0000000000000099" in record.getMessage()
@@ -331,7 +344,7 @@ def test_port_desc_installs_the_pipeline_then_asks_for_flow_stats(app: app_modul
     dar = app.dars[DPID_A]
     assert app.datapaths[DPID_A] is datapath and dar.connected
     # The next tick sends the unsolicited RAs out both access ports, and nothing else.
-    app._execute(dar, dar.tick(time.time()))
+    app._execute_now(dar, dar.tick(time.time()))
     ticked = datapath.take()
     assert ticked == packet_outs(ticked)
     assert sorted(out_port(p) for p in ticked) == [1, 2]
@@ -401,7 +414,7 @@ def test_first_bu_is_stored_then_flows_then_barrier_then_ba(
 
     datapath = harness.connect(app, on_send=watch)
     datapath.take()
-    app._packet_in(packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
+    deliver(app, packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
     sent = datapath.take()
     # Persisted before anything of the binding reached the switch.
     assert in_store_at_flow_mod and all(in_store_at_flow_mod)
@@ -435,7 +448,7 @@ def test_rejected_bu_is_answered_at_once(harness: Harness, app: app_module.FamaA
     datapath.take()
     stranger = MobileNode.create(seed=2)
     frame = from_core(stranger.phkt_bu(3, COA_1, phkt=bytes(8)))
-    app._packet_in(packet_in_event(datapath, CORE_A, frame))
+    deliver(app, packet_in_event(datapath, CORE_A, frame))
     [ba_out] = datapath.take()
     assert ba_of(ba_out).status == 147
     assert stored_hoas(harness.store_path) == set()
@@ -452,7 +465,7 @@ def test_store_failure_answers_130_at_once_and_installs_nothing(
 
     monkeypatch.setattr(app.store, "commit", refuse)
     mn = MobileNode.create()
-    app._packet_in(packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
+    deliver(app, packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
     sent = datapath.take()
     assert flow_mods(sent) == [] and barriers(sent) == []
     [ba_out] = packet_outs(sent)
@@ -469,7 +482,7 @@ def test_dead_switch_drops_pending_bas_and_disconnects_the_dar(
     datapath = harness.connect(app)
     datapath.take()
     mn = MobileNode.create()
-    app._packet_in(packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
+    deliver(app, packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
     barrier_xid = datapath.take()[-1].xid
     app._switch_gone(SimpleNamespace(datapath=datapath))
     assert not app.dars[DPID_A].connected
@@ -477,9 +490,7 @@ def test_dead_switch_drops_pending_bas_and_disconnects_the_dar(
     app._barrier_reply(event(datapath, xid=barrier_xid))
     assert datapath.take() == []
     # Packets of a gone switch are ignored.
-    app._packet_in(
-        packet_in_event(datapath, CORE_A, from_core(mn.phkt_bu(2, COA_1, phkt=b"x" * 8)))
-    )
+    deliver(app, packet_in_event(datapath, CORE_A, from_core(mn.phkt_bu(2, COA_1, phkt=b"x" * 8))))
     assert datapath.take() == []
     # The binding is kept (stored and cached) for the reconnection.
     assert mn.hoa in stored_hoas(harness.store_path)
@@ -508,7 +519,7 @@ def test_packet_in_failure_is_logged_and_counted(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(dar, "packet_in", explode)
-    app._packet_in(packet_in_event(datapath, CORE_A, b"\x00" * 60))
+    deliver(app, packet_in_event(datapath, CORE_A, b"\x00" * 60))
     assert dar.counters["handler_exception"] == 1
     assert datapath.take() == []
 
@@ -517,7 +528,7 @@ def test_packet_in_before_port_desc_is_ignored(app: app_module.FamaApp) -> None:
     datapath = FakeDatapath(DPID_A)
     app._switch_features(event(datapath))
     datapath.take()
-    app._packet_in(packet_in_event(datapath, 1, b"\x00" * 60))
+    deliver(app, packet_in_event(datapath, 1, b"\x00" * 60))
     assert datapath.sent == [] and app.dars[DPID_A].counters["packet_in"] == 0
 
 
@@ -547,12 +558,12 @@ def test_tick_sends_ras_and_expires_bindings(
 ) -> None:
     datapath = harness.connect(app)
     mn = MobileNode.create()
-    app._packet_in(
-        packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1, lifetime_units=1)))
+    deliver(
+        app, packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1, lifetime_units=1)))
     )
     datapath.take()
     dar = app.dars[DPID_A]
-    app._execute(dar, dar.tick(time.time() + 3600))
+    app._execute_now(dar, dar.tick(time.time() + 3600))
     sent = datapath.take()
     assert sorted(out_port(p) for p in packet_outs(sent)) == [1, 2]
     deletes = [m for m in flow_mods(sent) if m.command == ofproto_v1_3.OFPFC_DELETE_STRICT]
@@ -587,7 +598,7 @@ def test_restart_restores_bindings_and_reinstalls_them(harness: Harness) -> None
     first = harness.new_app()
     datapath = harness.connect(first)
     mn = MobileNode.create()
-    first._packet_in(packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
+    deliver(first, packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
     first._barrier_reply(event(datapath, xid=datapath.take()[-1].xid))
     mn.learn_phkt(bytes(packet_outs(datapath.take())[0].data)[14:], COA_1)
     first.store.close()
@@ -607,7 +618,7 @@ def test_restart_restores_bindings_and_reinstalls_them(harness: Harness) -> None
         str(ipaddress.IPv6Address(COA_1))
     }
     # The PHKT survived the restart: the MN's next BU is accepted.
-    second._packet_in(packet_in_event(datapath, CORE_A, from_core(mn.phkt_bu(2, COA_2))))
+    deliver(second, packet_in_event(datapath, CORE_A, from_core(mn.phkt_bu(2, COA_2))))
     second._barrier_reply(event(datapath, xid=datapath.take()[-1].xid))
     assert ba_of(packet_outs(datapath.take())[0]).status == 0
 
@@ -615,7 +626,7 @@ def test_restart_restores_bindings_and_reinstalls_them(harness: Harness) -> None
 def test_revoke_through_the_app(harness: Harness, app: app_module.FamaApp) -> None:
     datapath = harness.connect(app)
     mn = MobileNode.create()
-    app._packet_in(packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
+    deliver(app, packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1))))
     datapath.take()
     removed = app.revoke(mn.hoa)
     assert [(dar.name, binding.hoa) for dar, binding in removed] == [("dara", mn.hoa)]
@@ -631,8 +642,8 @@ def test_store_failure_at_reconnection_still_installs_the_pipeline(
     """A binding expired while the switch was away; the store refuses its removal."""
     datapath = harness.connect(app)
     mn = MobileNode.create()
-    app._packet_in(
-        packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1, lifetime_units=1)))
+    deliver(
+        app, packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, COA_1, lifetime_units=1)))
     )
     app._switch_gone(SimpleNamespace(datapath=datapath))
     later = time.time() + 3600
@@ -664,7 +675,7 @@ def test_store_failure_at_reconnection_still_installs_the_pipeline(
     dar = app.dars[DPID_A]
     assert app.datapaths[DPID_A] is again and dar.connected
     # The next tick expires the binding: the store refuses, so its flows stay.
-    app._execute(dar, dar.tick(later))
+    app._execute_now(dar, dar.tick(later))
     ticked = again.take()
     assert flow_mods(ticked) == []  # the binding's flows are NOT deleted
     assert sorted(out_port(p) for p in packet_outs(ticked)) == [1, 2]  # the RAs still go
@@ -673,7 +684,7 @@ def test_store_failure_at_reconnection_still_installs_the_pipeline(
     assert mn.hoa in stored_hoas(harness.store_path)
     # Once the store is back, a later tick removes the binding and its flows.
     refusing = False
-    app._execute(dar, dar.tick(later + 1))
+    app._execute_now(dar, dar.tick(later + 1))
     deletes = flow_mods(again.take())
     assert len(deletes) == 3
     assert all(m.command == ofproto_v1_3.OFPFC_DELETE_STRICT for m in deletes)

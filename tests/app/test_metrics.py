@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 from eventlet.green.urllib import request as green_request
+from ofp_decode import decode_messages
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
@@ -118,6 +119,12 @@ class FakeDatapath:
         message.set_xid(self.xid)
         return self.xid
 
+    def send(self, data: bytes) -> bool:
+        """The app's raw writes (``openflow_pipelines.wire``), decoded for the assertions."""
+        for message in decode_messages(self, data):
+            self.send_msg(message)
+        return True
+
     def send_msg(self, message: Any) -> None:
         if message.xid is None:
             self.set_xid(message)
@@ -181,6 +188,7 @@ class Rig:
     @staticmethod
     def punt(app: app_module.FamaApp, datapath: FakeDatapath, port: int, frame: bytes) -> None:
         app._packet_in(event(datapath, match={"in_port": port}, data=frame, reason=0))
+        app._commit_pending()
 
     @staticmethod
     def release_barriers(app: app_module.FamaApp, datapath: FakeDatapath) -> None:
@@ -466,7 +474,7 @@ def test_no_endpoint_without_metrics_port(rig: Rig, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(app_module.hub, "spawn", lambda func, *a, **k: spawned.append(func))
     app = rig.new_app()
     assert CONF.fama.metrics_port == 0
-    assert spawned == [app._tick_forever]
+    assert spawned == [app._commit_when_idle, app._tick_forever]
     assert not hasattr(app, "_metrics_server")
 
 
@@ -478,8 +486,8 @@ def test_the_endpoint_serves_the_registry_over_http(
     threads: list[Any] = []
 
     def spawn(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if getattr(func, "__name__", "") == "_tick_forever":
-            return None  # the tick loop stays off, as in the other tests
+        if getattr(func, "__name__", "") in ("_tick_forever", "_commit_when_idle"):
+            return None  # the loops stay off, as in the other tests
         thread = REAL_SPAWN(func, *args, **kwargs)
         threads.append(thread)
         return thread

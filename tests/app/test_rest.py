@@ -28,6 +28,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ofp_decode import decode_messages
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
@@ -191,6 +192,12 @@ class FakeDatapath:
         self.xid += 1
         message.set_xid(self.xid)
 
+    def send(self, data: bytes) -> bool:
+        """The app's raw writes (``openflow_pipelines.wire``), decoded for the assertions."""
+        for message in decode_messages(self, data):
+            self.send_msg(message)
+        return True
+
     def send_msg(self, message: Any) -> None:
         if message.xid is None:
             self.set_xid(message)
@@ -221,6 +228,7 @@ class Api:
                 node.first_bu(1, coa),
             )
             app._packet_in(msg_event(self.datapath, match={"in_port": CORE_A}, data=frame))
+            app._commit_pending()
         self.datapath.sent.clear()
         dar = app.dars[DPID_A]
         self.secrets: list[str] = []

@@ -1,0 +1,55 @@
+"""Turn the bytes the app writes to a switch back into Ryu message objects.
+
+The app encodes its hot-path messages itself (``openflow_pipelines.wire``)
+and writes them with ``Datapath.send``; the fake datapaths of these tests
+decode every write with this helper so assertions keep reading Ryu's
+message classes.  Ryu 4.34 has no parser for packet-outs or barrier
+requests (a switch never sends them), so those two are decoded here.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from fama_ryu import eventlet_compat  # noqa: F401  (before any ryu import)
+
+# isort: split
+from ryu.ofproto import ofproto_v1_3_parser as parser
+
+_HEADER = struct.Struct("!BBHI")
+OFPT_PACKET_OUT = 13
+OFPT_FLOW_MOD = 14
+OFPT_BARRIER_REQUEST = 20
+
+
+def decode_messages(datapath: Any, data: bytes) -> list[Any]:
+    """Every OpenFlow 1.3 message in ``data`` (one write may carry several)."""
+    messages = []
+    offset = 0
+    while offset < len(data):
+        version, msg_type, length, xid = _HEADER.unpack_from(data, offset)
+        assert version == 4 and length >= 8 and offset + length <= len(data), data.hex()
+        buf = data[offset : offset + length]
+        if msg_type == OFPT_FLOW_MOD:
+            message = parser.OFPFlowMod.parser(datapath, version, msg_type, length, xid, buf)
+        elif msg_type == OFPT_PACKET_OUT:
+            buffer_id, in_port, actions_len = struct.unpack_from("!IIH", buf, 8)
+            actions = []
+            position = 24
+            while position < 24 + actions_len:
+                action = parser.OFPAction.parser(buf, position)
+                actions.append(action)
+                position += action.len
+            message = parser.OFPPacketOut(
+                datapath, buffer_id, in_port, actions, data=buf[24 + actions_len :]
+            )
+        elif msg_type == OFPT_BARRIER_REQUEST:
+            assert length == 8
+            message = parser.OFPBarrierRequest(datapath)
+        else:
+            raise AssertionError(f"unexpected message type {msg_type} from the app")
+        message.xid = xid
+        messages.append(message)
+        offset += length
+    return messages
