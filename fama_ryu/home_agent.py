@@ -171,6 +171,11 @@ class VerificationBudget:
         self._dar: _TokenBucket | None = None
         self._sources: dict[bytes, _TokenBucket] = {}
 
+    @property
+    def tracked_sources(self) -> int:
+        """How many source /64s have a bucket now (bounded by ``max_sources``)."""
+        return len(self._sources)
+
     def take(self, source: bytes, now: float) -> DropReason | None:
         """Spend one verification for ``source``; the drop reason if over budget."""
         dar = self._dar
