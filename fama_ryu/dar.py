@@ -12,7 +12,6 @@ out (persist, then flows, then a barrier, then the Binding Ack: P12).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -24,7 +23,7 @@ from fama_ryu.config import DarConfig, DomainConfig
 from fama_ryu.home_agent import CARE_OF_TEST_REASON, Decision, HomeAgent, Verdict
 from openflow_pipelines import dar_flows
 from openflow_pipelines.dar_config import DarPipelineConfig
-from openflow_pipelines.model import FlowStep
+from openflow_pipelines.model import FlowStep, ipv6_text
 
 LOG = logging.getLogger(__name__)
 
@@ -111,7 +110,7 @@ class _RateLimiter:
 
 
 def _text(address: bytes) -> str:
-    return str(ipaddress.IPv6Address(address))
+    return ipv6_text(address)
 
 
 def _mac_bytes(mac: str) -> bytes:

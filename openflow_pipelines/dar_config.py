@@ -9,9 +9,9 @@ identical.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from openflow_pipelines.model import FIELDS, MAX_PHYSICAL_PORT
+from openflow_pipelines.model import FIELDS, MAX_PHYSICAL_PORT, ipv6_packed
 from openflow_pipelines.pipeline import PortRole
 
 ACCESS_PREFIX_LENGTH = 64  # P1
@@ -38,6 +38,9 @@ class DarPipelineConfig:
     anchor_address: str
     own_addresses: tuple[str, ...]
     access_prefixes: tuple[str, ...]
+    # Packed forms for the per-binding checks (derived, so not compared).
+    _prefix_heads: dict[bytes, str] = field(init=False, repr=False, compare=False)
+    _own_packed: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 0 <= self.dpid < (1 << 64):
@@ -67,6 +70,10 @@ class DarPipelineConfig:
         object.__setattr__(self, "access_prefixes", tuple(prefix.compressed for prefix in prefixes))
         object.__setattr__(self, "anchor_address", anchor.compressed)
         object.__setattr__(self, "own_addresses", tuple(address.compressed for address in own))
+        heads = {prefix.network_address.packed[:8]: prefix.compressed for prefix in prefixes}
+        anycast = {prefix.network_address.packed for prefix in prefixes}
+        object.__setattr__(self, "_prefix_heads", heads)
+        object.__setattr__(self, "_own_packed", frozenset({a.packed for a in own} | anycast))
 
     def port_role(self, port: int) -> PortRole | None:
         if port in self.access_ports:
@@ -79,14 +86,8 @@ class DarPipelineConfig:
 
     def is_own_address(self, address: str) -> bool:
         """An address of the DAR itself, or an access prefix's subnet-router anycast address."""
-        parsed = ipaddress.IPv6Address(address)
-        anycast = {ipaddress.IPv6Network(prefix).network_address for prefix in self.access_prefixes}
-        return parsed.compressed in self.own_addresses or parsed in anycast
+        return ipv6_packed(address) in self._own_packed
 
     def access_prefix_of(self, address: str) -> str | None:
         """The access prefix containing ``address``, if any."""
-        parsed = ipaddress.IPv6Address(address)
-        for prefix in self.access_prefixes:
-            if parsed in ipaddress.IPv6Network(prefix):
-                return prefix
-        return None
+        return self._prefix_heads.get(ipv6_packed(address)[:8])  # every prefix is a /64 (P1)

@@ -77,7 +77,9 @@ from openflow_pipelines.model import (
     Match,
     Output,
     SetField,
+    ipv6_packed,
     ipv6_prefix,
+    ipv6_text,
 )
 from openflow_pipelines.pipeline import PriorityBand, TableSpec
 
@@ -294,11 +296,16 @@ def _binding_slots(dar: DarPipelineConfig, hoa: str, coa: str) -> _BindingSlots:
     )
 
 
+_LOOPBACK_OR_UNSPECIFIED = frozenset({bytes(15) + b"\x01", bytes(16)})
+
+
 def _unicast(address: str, role: str) -> str:
-    parsed = ipaddress.IPv6Address(address)
-    if parsed.is_multicast or parsed.is_link_local or parsed.is_loopback or parsed.is_unspecified:
-        raise ValueError(f"{role} {parsed} is not a routable unicast address")
-    return parsed.compressed
+    packed = ipv6_packed(address)
+    multicast = packed[0] == 0xFF
+    link_local = packed[0] == 0xFE and packed[1] & 0xC0 == 0x80  # fe80::/10
+    if multicast or link_local or packed in _LOOPBACK_OR_UNSPECIFIED:
+        raise ValueError(f"{role} {ipv6_text(packed)} is not a routable unicast address")
+    return ipv6_text(packed)
 
 
 def install_binding(
@@ -343,7 +350,7 @@ def replace_binding(
     The encap rules are replaced in place (same match and priority); the old
     CoA's decap rule goes only after the new CoA's is in.
     """
-    if ipaddress.IPv6Address(old_coa) == ipaddress.IPv6Address(new_coa):
+    if ipv6_packed(old_coa) == ipv6_packed(new_coa):
         raise ValueError("same care-of address: refresh with install_binding")
     old_decap = _binding_slots(dar, hoa, old_coa).decap
     return [

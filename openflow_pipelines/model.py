@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,28 @@ _IP_ETH_TYPES = frozenset({ETH_TYPE_IPV4, ETH_TYPE_IPV6})
 ScalarValue = int | str
 MaskedValue = tuple[str, str]
 MatchValue = ScalarValue | MaskedValue
+
+
+def ipv6_packed(text: str) -> bytes:
+    """The 16 bytes of an IPv6 address in text form; ``ValueError`` if it is not one."""
+    try:
+        return socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, TypeError):
+        raise ValueError(f"{text!r} is not an IPv6 address") from None
+
+
+def ipv6_text(packed: bytes) -> str:
+    """Canonical text of a 16-byte address, as ``ipaddress``'s ``compressed`` spells it.
+
+    ``inet_ntop`` is an order of magnitude faster and agrees (RFC 5952)
+    except for the dotted forms it gives IPv4-mapped and -compatible addresses.
+    """
+    text = socket.inet_ntop(socket.AF_INET6, packed)
+    return ipaddress.IPv6Address(packed).compressed if "." in text else text
+
+
+def canonical_ipv6(text: str) -> str:
+    return ipv6_text(ipv6_packed(text))
 
 
 class FieldKind(enum.Enum):
@@ -88,7 +111,7 @@ class FieldSpec:
             raise ValueError(f"{self.name}: expected text, got {value!r}")
         if self.kind is FieldKind.IPV6:
             try:
-                return ipaddress.IPv6Address(value).compressed
+                return canonical_ipv6(value)
             except ValueError as error:
                 raise ValueError(f"{self.name}: {error}") from None
         if not _MAC_PATTERN.fullmatch(value):
@@ -100,7 +123,7 @@ class FieldSpec:
         if isinstance(value, int):
             return value
         if self.kind is FieldKind.IPV6:
-            return int(ipaddress.IPv6Address(value))
+            return int.from_bytes(ipv6_packed(value), "big")
         return int(value.replace(":", ""), 16)
 
 
