@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -384,6 +385,9 @@ def load_public_key(
         key = serialization.load_der_public_key(der)
     except (ValueError, TypeError) as error:
         raise CgaKeyError(f"public key is not a valid SubjectPublicKeyInfo: {error}") from error
+    except UnsupportedAlgorithm as error:
+        # An algorithm OID cryptography does not know: not ValueError (found by fuzz/fuzz_cga.py).
+        raise CgaKeyError(f"public key of an unsupported algorithm: {error}") from error
     if not isinstance(key, rsa.RSAPublicKey):
         raise CgaKeyError(f"public key is {type(key).__name__}, not RSA")
     if not min_bits <= key.key_size <= max_bits:
