@@ -118,13 +118,23 @@ def _is_kept_flow_through_tunnel(frame: bytes, addresses: Addresses) -> bool:
 
 
 def handover_times(
-    packets: list[CapturedPacket], moved_at: float, until: float, dar: str, addresses: Addresses
+    packets: list[CapturedPacket],
+    window: tuple[float, float],
+    moved_at: float,
+    dar: str,
+    addresses: Addresses,
 ) -> dict[str, float | None]:
-    """Timestamps (seconds since ``moved_at``) of the handover's events in the capture."""
+    """Timestamps (seconds since ``moved_at``) of the handover's events in the capture.
+
+    ``window`` runs from the link going down to the next move: nothing of
+    the new attachment can come earlier.  ``moved_at`` is read after ``ip
+    link set up`` returned, so a fast agent's RS and RA may precede it by a
+    few milliseconds (negative times).
+    """
     events: dict[str, float | None] = {k: None for k in ("rs", "ra", "bu", "ba", "first_packet")}
     router_mac = addresses.router_macs[dar]
     for packet in packets:
-        if not moved_at <= packet.timestamp < until:
+        if not window[0] <= packet.timestamp < window[1]:
             continue
         frame = packet.data
         if len(frame) < 55 or frame[12:14] != b"\x86\xdd":
@@ -243,7 +253,8 @@ def run(args: argparse.Namespace, demo_lab: DemoLab, out_dir: Path) -> dict[str,
         packets = list(read_capture(stream))
     for index, handover in enumerate(handovers):
         until = handovers[index + 1]["down_at"] if index + 1 < len(handovers) else float("inf")
-        events = handover_times(packets, handover["moved_at"], until, handover["to"], addresses)
+        window = (handover["down_at"], until)
+        events = handover_times(packets, window, handover["moved_at"], handover["to"], addresses)
         handover["events_s"] = events
         handover["breakdown_s"] = breakdown(events)
     return {"kept_address": kept, "handovers": handovers, "captured_packets": len(packets)}
@@ -330,7 +341,7 @@ def run_agent(poll_ms: float, argv: list[str]) -> int:
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    out_dir = args.json.parent / "bench_handover"
+    out_dir = args.json.parent / args.json.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     if args.agent_link_poll_ms is not None:
         program = agent_with_link_poll(args.agent_link_poll_ms, out_dir)

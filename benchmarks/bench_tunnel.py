@@ -211,7 +211,7 @@ def check_encapsulation(
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
-    out_dir = args.json.parent / "bench_tunnel"
+    out_dir = args.json.parent / args.json.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     with running_lab(args.lab_id, dars=2, mns=2, cns=1, agent=False) as demo_lab:
         dar1, dar2, mn1, mn2 = (demo_lab.nodes[n] for n in ("dar1", "dar2", "mn1", "mn2"))
