@@ -22,6 +22,7 @@ reply before the Binding Acknowledgement leaves (P12).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import math
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ from openflow_pipelines.model import (
     ipv6_packed,
     ipv6_prefix,
     ipv6_text,
+    with_addresses,
 )
 from openflow_pipelines.pipeline import PriorityBand, TableSpec
 
@@ -279,7 +281,8 @@ def binding_hard_timeout(expires_in_s: float) -> int:
     return seconds if seconds <= MAX_TIMEOUT_S else 0
 
 
-def _binding_slots(dar: DarPipelineConfig, hoa: str, coa: str) -> _BindingSlots:
+def _binding_addresses(dar: DarPipelineConfig, hoa: str, coa: str) -> tuple[str, str]:
+    """Canonical ``hoa`` and ``coa``, checked for a binding on ``dar``."""
     hoa = _unicast(hoa, "home address")
     coa = _unicast(coa, "care-of address")
     if dar.access_prefix_of(hoa) is None:
@@ -289,6 +292,11 @@ def _binding_slots(dar: DarPipelineConfig, hoa: str, coa: str) -> _BindingSlots:
     if dar.access_prefix_of(coa) is not None:
         # The tunnel would be routed back into this DAR's own access link.
         raise ValueError(f"care-of address {coa} is in this DAR's access prefixes")
+    return hoa, coa
+
+
+def _binding_slots(dar: DarPipelineConfig, hoa: str, coa: str) -> _BindingSlots:
+    hoa, coa = _binding_addresses(dar, hoa, coa)
     return _BindingSlots(
         decap=_FlowSlot(DECAP, DECAP_BINDING, _ipv6(tun_ipv6_src=coa, ipv6_src=hoa)),
         encap=_FlowSlot(ENCAP, ENCAP_BINDING, _ipv6(ipv6_dst=hoa)),
@@ -308,6 +316,46 @@ def _unicast(address: str, role: str) -> str:
     return ipv6_text(packed)
 
 
+# Binding flows are built and checked once per DAR and generation with these
+# addresses, then filled per binding (model.with_addresses): a Binding Update
+# needs its flows in microseconds, not the time a full check takes.
+_TEMPLATE_CARE_OF_CANDIDATES = ("100::1", "100:0:0:1::1")  # discard-only prefix, RFC 6666
+
+
+def _template_addresses(dar: DarPipelineConfig) -> tuple[str, str]:
+    prefix = ipaddress.IPv6Network(dar.access_prefixes[0])
+    hoa = ipv6_text((prefix.network_address + 0xFFFF_FFFF_FFFF_FFFE).packed)
+    coa = next(c for c in _TEMPLATE_CARE_OF_CANDIDATES if dar.access_prefix_of(c) is None)
+    return _binding_addresses(dar, hoa, coa)
+
+
+@functools.lru_cache(maxsize=64)
+def _install_template(
+    dar: DarPipelineConfig, generation: int
+) -> tuple[dict[str, str], tuple[FlowStep, ...]]:
+    hoa, coa = _template_addresses(dar)
+    return {"hoa": hoa, "coa": coa}, tuple(
+        checked_install_binding(dar, hoa, coa, generation, MAX_TIMEOUT_S)
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _delete_template(dar: DarPipelineConfig) -> tuple[dict[str, str], tuple[FlowMod, ...]]:
+    hoa, coa = _template_addresses(dar)
+    return {"hoa": hoa, "coa": coa}, tuple(checked_delete_binding(dar, hoa, coa))
+
+
+def _filled(
+    template: tuple[dict[str, str], tuple[FlowStep, ...]], hoa: str, coa: str, hard_timeout: int
+) -> list[FlowStep]:
+    names, steps = template
+    addresses = {names["hoa"]: hoa, names["coa"]: coa}
+    return [
+        step if isinstance(step, Barrier) else with_addresses(step, addresses, hard_timeout)
+        for step in steps
+    ]
+
+
 def install_binding(
     dar: DarPipelineConfig, hoa: str, coa: str, generation: int, expires_in_s: float
 ) -> list[FlowStep]:
@@ -315,8 +363,18 @@ def install_binding(
 
     Decap first, then encap, so uplink works before downlink arrives.  Reusing
     this for the same HoA and a new CoA leaves the old decap rule behind: use
-    ``replace_binding`` for a CoA change.
+    ``replace_binding`` for a CoA change.  Same flows as
+    :func:`checked_install_binding`, filled from a checked template.
     """
+    hoa, coa = _binding_addresses(dar, hoa, coa)
+    hard_timeout = binding_hard_timeout(expires_in_s)
+    return _filled(_install_template(dar, generation), hoa, coa, hard_timeout)
+
+
+def checked_install_binding(
+    dar: DarPipelineConfig, hoa: str, coa: str, generation: int, expires_in_s: float
+) -> list[FlowStep]:
+    """:func:`install_binding`, every flow built and checked against ``DAR_PIPELINE``."""
     slots = _binding_slots(dar, hoa, coa)
     cookie = encode_cookie(FlowKind.BINDING, generation)
     hard_timeout = binding_hard_timeout(expires_in_s)
@@ -352,11 +410,11 @@ def replace_binding(
     """
     if ipv6_packed(old_coa) == ipv6_packed(new_coa):
         raise ValueError("same care-of address: refresh with install_binding")
-    old_decap = _binding_slots(dar, hoa, old_coa).decap
+    old_decap = delete_binding(dar, hoa, old_coa)[-1]
     return [
         *install_binding(dar, hoa, new_coa, generation, expires_in_s),
         Barrier(),
-        _delete_strict(dar, old_decap, FlowKind.BINDING),
+        old_decap,
     ]
 
 
@@ -364,7 +422,15 @@ def delete_binding(dar: DarPipelineConfig, hoa: str, coa: str) -> list[FlowMod]:
     """Remove the binding of ``hoa`` to ``coa`` (P11), whatever generation installed it.
 
     The encap rules match on the HoA alone, so pass the binding's current CoA.
+    The decap rule is the last.  Same flows as :func:`checked_delete_binding`.
     """
+    hoa, coa = _binding_addresses(dar, hoa, coa)
+    flows = _filled(_delete_template(dar), hoa, coa, 0)
+    return [flow for flow in flows if isinstance(flow, FlowMod)]
+
+
+def checked_delete_binding(dar: DarPipelineConfig, hoa: str, coa: str) -> list[FlowMod]:
+    """:func:`delete_binding`, every flow built and checked against ``DAR_PIPELINE``."""
     slots = _binding_slots(dar, hoa, coa)
     return [
         _delete_strict(dar, slot, FlowKind.BINDING)

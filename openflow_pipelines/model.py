@@ -384,6 +384,47 @@ class Barrier:
 FlowStep = FlowMod | Barrier
 
 
+def with_addresses(flow: FlowMod, addresses: Mapping[str, str], hard_timeout: int) -> FlowMod:
+    """A copy of a checked ``flow`` with IPv6 address values swapped, without checking again.
+
+    For builders that check a flow once as a template and fill it per
+    binding: ``addresses`` maps a canonical address of the template to the
+    canonical address replacing it, in match fields and set-field actions.
+    Every IPv6 field takes any address and no check depends on the value,
+    so whatever held for ``flow`` holds for the copy; ``hard_timeout`` must
+    fit 16 bits like any timeout.
+    """
+    if not 0 <= hard_timeout <= MAX_TIMEOUT_S:
+        raise ValueError(f"hard_timeout {hard_timeout} does not fit 16 bits")
+    match = object.__new__(Match)
+    object.__setattr__(
+        match,
+        "_fields",
+        {
+            name: addresses.get(value, value) if isinstance(value, str) else value
+            for name, value in flow.match.items()
+        },
+    )
+    actions = tuple(
+        _swapped(action, addresses[action.value])
+        if isinstance(action, SetField)
+        and isinstance(action.value, str)
+        and action.value in addresses
+        else action
+        for action in flow.actions
+    )
+    copy = object.__new__(FlowMod)
+    copy.__dict__.update(flow.__dict__, match=match, actions=actions, hard_timeout=hard_timeout)
+    return copy
+
+
+def _swapped(action: SetField, value: str) -> SetField:
+    # Built like with_addresses' copies: the field was checked with the template.
+    copy = object.__new__(SetField)
+    copy.__dict__.update(field=action.field, value=value)
+    return copy
+
+
 _RESERVED_PORT_NAMES = {IN_PORT: "IN_PORT", CONTROLLER_PORT: "CONTROLLER", LOCAL_PORT: "LOCAL"}
 
 

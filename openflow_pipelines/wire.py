@@ -77,8 +77,26 @@ def _oxm_sort_key(name: str) -> int:
     return (oxm_class << 7) | number
 
 
+# Precomputed TLV headers: (exact, masked) per field.
+_OXM_HEADERS = {
+    name: (
+        struct.pack("!HBB", oxm_class, number << 1, length),
+        struct.pack("!HBB", oxm_class, number << 1 | 1, 2 * length),
+    )
+    for name, (oxm_class, number, length) in _OXM.items()
+}
+_FIELD_ORDERS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def _wire_order(names: tuple[str, ...]) -> tuple[str, ...]:
+    order = _FIELD_ORDERS.get(names)
+    if order is None:
+        order = _FIELD_ORDERS[names] = tuple(sorted(names, key=_oxm_sort_key))
+    return order
+
+
 def _value_bytes(name: str, value: int | str) -> bytes:
-    _, _, length = _OXM[name]
+    length = _OXM[name][2]
     if isinstance(value, int):
         return value.to_bytes(length, "big")
     if length == 16:
@@ -87,12 +105,10 @@ def _value_bytes(name: str, value: int | str) -> bytes:
 
 
 def _oxm(name: str, value: MatchValue) -> bytes:
-    oxm_class, number, length = _OXM[name]
+    exact, masked = _OXM_HEADERS[name]
     if isinstance(value, tuple):
-        field_value, mask = value
-        body = _value_bytes(name, field_value) + _value_bytes(name, mask)
-        return struct.pack("!HBB", oxm_class, number << 1 | 1, 2 * length) + body
-    return struct.pack("!HBB", oxm_class, number << 1, length) + _value_bytes(name, value)
+        return masked + _value_bytes(name, value[0]) + _value_bytes(name, value[1])
+    return exact + _value_bytes(name, value)
 
 
 def _pad8(length: int) -> int:
@@ -101,7 +117,7 @@ def _pad8(length: int) -> int:
 
 def encode_match(match: Match) -> bytes:
     """``ofp_match`` of type OXM, padded to a multiple of 8 bytes."""
-    fields = b"".join(_oxm(name, match[name]) for name in sorted(match, key=_oxm_sort_key))
+    fields = b"".join(_oxm(name, match[name]) for name in _wire_order(tuple(match)))
     length = 4 + len(fields)
     return struct.pack("!HH", OFPMT_OXM, length) + fields + bytes(_pad8(length))
 

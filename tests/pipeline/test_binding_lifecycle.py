@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pipeline_fixtures import (
     ACCESS_PORT_1,
+    ANCHOR,
     ATTACHED_MN,
     COA,
     CORE_PORT,
@@ -19,6 +24,7 @@ from pipeline_fixtures import (
     NEW_COA,
     OTHER_COA,
     OTHER_HOA,
+    PREFIX,
     from_tunnel,
     ipv6,
     populated_switch,
@@ -30,6 +36,8 @@ from openflow_pipelines.dar_flows import (
     BINDING_HARD_TIMEOUT_MARGIN_S,
     base_flows,
     binding_hard_timeout,
+    checked_delete_binding,
+    checked_install_binding,
     delete_binding,
     delete_generation,
     install_binding,
@@ -243,3 +251,39 @@ def test_host_builder_refuses_non_access_ports_and_foreign_addresses() -> None:
             install_host(DAR, address, MN_MAC, ACCESS_PORT_1, GENERATION)
     with pytest.raises(ValueError):
         install_host(DAR, ATTACHED_MN, "01:00:5e:00:00:01x", ACCESS_PORT_1, GENERATION)
+
+
+# ---------------------------------------------------------------- filled templates
+
+
+@given(
+    host=st.integers(min_value=2, max_value=(1 << 64) - 3),
+    coa_network=st.integers(min_value=0x2001_0DB9_0000_0000, max_value=0x2001_0DB9_FFFF_FFFF),
+    coa_host=st.integers(min_value=1, max_value=(1 << 64) - 1),
+    generation=st.integers(min_value=1, max_value=0xFFFF),
+    expires_in_s=st.floats(min_value=0.5, max_value=200_000),
+)
+def test_filled_binding_flows_equal_fully_checked_ones(
+    host: int, coa_network: int, coa_host: int, generation: int, expires_in_s: float
+) -> None:
+    hoa = str(ipaddress.IPv6Address(PREFIX.split("/")[0]) + host)
+    coa = str(ipaddress.IPv6Address((coa_network << 64) | coa_host))
+    assert install_binding(DAR, hoa, coa, generation, expires_in_s) == checked_install_binding(
+        DAR, hoa, coa, generation, expires_in_s
+    )
+    assert delete_binding(DAR, hoa, coa) == checked_delete_binding(DAR, hoa, coa)
+
+
+def test_filled_flows_refuse_what_the_checked_ones_refuse() -> None:
+    for hoa, coa in [
+        (ANCHOR, COA),  # the DAR's own address
+        (CORRESPONDENT, COA),  # outside the access prefixes (P7)
+        (HOA, "2001:db8:1::77"),  # CoA on the DAR's own link
+        (HOA, "ff02::1"),
+        (HOA, "fe80::1"),
+        ("::1", COA),
+        (HOA, "::"),
+    ]:
+        for build in (install_binding, checked_install_binding):
+            with pytest.raises(ValueError):
+                build(DAR, hoa, coa, GENERATION, LIFETIME_S)
