@@ -98,6 +98,7 @@ class Addresses:
     hdar_anchor: bytes  # dar1: the kept address's DAR
     kept: bytes  # the MN's dar1 address
     router_macs: dict[str, bytes]  # DAR name -> router MAC
+    prefixes: dict[str, bytes]  # DAR name -> its /64 (8 bytes): care-of addresses there
 
 
 def _mobility(frame: bytes) -> mh.MobilityPacket | None:
@@ -109,10 +110,12 @@ def _mobility(frame: bytes) -> mh.MobilityPacket | None:
         return None
 
 
-def _is_kept_flow_through_tunnel(frame: bytes, addresses: Addresses) -> bool:
-    """GRE-in-IPv6 from the HDAR's anchor carrying a datagram of the flow to the kept address."""
+def _is_kept_flow_through_tunnel(frame: bytes, addresses: Addresses, prefix: bytes) -> bool:
+    """GRE-in-IPv6 from the HDAR's anchor to a CoA in ``prefix``, carrying the kept flow."""
     if frame[20] != GRE or frame[22:38] != addresses.hdar_anchor or len(frame) < 58 + 44:
         return False
+    if frame[38:46] != prefix:
+        return False  # still on its way to the previous care-of address
     inner = frame[58:]  # GRE header without C/K/S: 4 bytes (P14)
     return inner[24:40] == addresses.kept and inner[6] == UDP and inner[42:44] == b"\x27\x0f"
 
@@ -132,7 +135,7 @@ def handover_times(
     few milliseconds (negative times).
     """
     events: dict[str, float | None] = {k: None for k in ("rs", "ra", "bu", "ba", "first_packet")}
-    router_mac = addresses.router_macs[dar]
+    router_mac, prefix = addresses.router_macs[dar], addresses.prefixes[dar]
     for packet in packets:
         if not window[0] <= packet.timestamp < window[1]:
             continue
@@ -147,7 +150,7 @@ def handover_times(
             elif frame[54] == RA and frame[6:12] == router_mac and events["ra"] is None:
                 events["ra"] = t
             continue
-        if _is_kept_flow_through_tunnel(frame, addresses):
+        if _is_kept_flow_through_tunnel(frame, addresses, prefix):
             if events["first_packet"] is None:
                 events["first_packet"] = t
             continue
@@ -155,6 +158,8 @@ def handover_times(
         if mobility is None:
             continue
         message = mobility.message
+        if mobility.source[:8] != prefix and mobility.destination[:8] != prefix:
+            continue  # signalling of the previous attachment
         is_bu = outgoing and isinstance(message, mh.BindingUpdate)
         if is_bu and mobility.destination == addresses.hdar_anchor and events["bu"] is None:
             events["bu"] = t
@@ -215,6 +220,10 @@ def run(args: argparse.Namespace, demo_lab: DemoLab, out_dir: Path) -> dict[str,
         kept=ipaddress.IPv6Address(kept).packed,
         router_macs={
             name: bytes.fromhex(demo_lab.nodes[name]["router_mac"].replace(":", ""))
+            for name in demo_lab.dars
+        },
+        prefixes={
+            name: ipaddress.IPv6Network(demo_lab.nodes[name]["prefix"]).network_address.packed[:8]
             for name in demo_lab.dars
         },
     )

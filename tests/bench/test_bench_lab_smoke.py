@@ -97,7 +97,9 @@ def test_handover_smoke_times_every_handover(tmp_path: Path) -> None:
         # The RS, the new DAR's RA, the BU to dar1 and its BA, and the kept
         # flow back through the tunnel: all seen at the MN after the move.
         assert all(v is not None for v in handover["events_s"].values()), handover
-        assert handover["events_s"]["ba"] > handover["events_s"]["ra"], handover
+        # Causality: the BA answers the BU, the tunnel follows the BU.
+        events = handover["events_s"]
+        assert events["ba"] > events["bu"] and events["first_packet"] > events["bu"], handover
     summary = data["summary"]
     for step in ("ra", "ba", "first_packet"):
         assert summary[step]["n"] == 3 and summary[step]["missing"] == 0, step
