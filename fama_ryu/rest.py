@@ -34,7 +34,7 @@ def _query(request: Any) -> dict[str, str] | ApiResponse:
         return rest_views.error(400, "query string is not UTF-8")
     for key, value in items:
         if key in query:
-            return rest_views.error(400, f"query parameter {key!r} given twice")
+            return rest_views.error(400, f"query parameter {rest_views.shown(key)!r} given twice")
         query[key] = value
     return query
 
@@ -103,4 +103,5 @@ class FamaRestController(ControllerBase):
     @route("fama", PREFIX + "/{path:[\\s\\S]*}")
     def unmatched_path(self, request: Any, path: str, **_: Any) -> Response:
         """Anything else under the prefix (or a method a path lacks): JSON 404."""
-        return _http(rest_views.error(404, "no such resource", path=_raw_path(request)))
+        path_shown = rest_views.shown(_raw_path(request))
+        return _http(rest_views.error(404, "no such resource", path=path_shown))

@@ -49,6 +49,14 @@ def error(status: int, message: str, **details: Any) -> ApiResponse:
     return ApiResponse(status, {"error": message, **details})
 
 
+def shown(text: str) -> str:
+    """``text`` as an error may echo it: cut to MAX_QUERY_VALUE_LEN, so that a huge
+    request never turns into a huge answer (found by tests/hardening)."""
+    if len(text) <= MAX_QUERY_VALUE_LEN:
+        return text
+    return text[:MAX_QUERY_VALUE_LEN] + f"... ({len(text)} characters)"
+
+
 def _parse_address(text: str, what: str) -> bytes | ApiResponse:
     if len(text) > MAX_QUERY_VALUE_LEN:
         return error(400, f"{what} is too long", parameter=what)
@@ -56,6 +64,9 @@ def _parse_address(text: str, what: str) -> bytes | ApiResponse:
         address = ipaddress.IPv6Address(text)
     except ValueError:
         return error(400, f"{what} is not an IPv6 address", parameter=what)
+    if address.scope_id is not None:
+        # ipaddress takes "fe80::1%eth0"; a zone means nothing to a binding (RFC 4007 §11).
+        return error(400, f"{what} must not carry a zone index", parameter=what)
     return address.packed
 
 
@@ -118,7 +129,7 @@ def stats_view(dar: Dar) -> dict[str, Any]:
 def _check_query(query: Mapping[str, str], allowed: Iterable[str]) -> ApiResponse | None:
     unknown = sorted(set(query) - set(allowed))
     if unknown:
-        return error(400, f"unknown query parameter {unknown[0]!r}", allowed=sorted(allowed))
+        return error(400, f"unknown query parameter {shown(unknown[0])!r}", allowed=sorted(allowed))
     return None
 
 
