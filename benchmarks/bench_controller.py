@@ -104,6 +104,10 @@ def domain(switches: int) -> dict[str, Any]:
                 "access_prefixes": [f"2001:db8:{i:x}::/64"],
                 "anchor_address": str(ipaddress.IPv6Address(anchor_of(i))),
                 "core_next_hop": {"address": "2001:db8:ffff::ff", "mac": CORE_MAC.hex(":")},
+                # Capacity is measured, not the RSA budget that rations it under
+                # floods (every emulated MN's CoA is in one /64: one "source").
+                "rsa_verifications_per_s": 1_000_000,
+                "rsa_verifications_per_source_per_s": 1_000_000,
             }
             for i in range(1, switches + 1)
         ]

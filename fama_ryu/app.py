@@ -168,10 +168,10 @@ class FamaApp(app_manager.RyuApp):
         started = time.perf_counter()
         in_port, frame = message.match["in_port"], bytes(message.data)
         try:
-            work = dar.packet_in(in_port, frame, time.time())
+            work = dar.packet_in(in_port, frame, time.time(), time.monotonic())
             if work.retry_after_commit:
                 self._commit_pending()
-                work = dar.packet_in(in_port, frame, time.time())
+                work = dar.packet_in(in_port, frame, time.time(), time.monotonic())
         except Exception:  # never die on a packet: log it, count it, go on
             LOG.exception("%s: packet-in handling failed", dar.name)
             dar.counters["handler_exception"] += 1
@@ -320,10 +320,10 @@ class FamaApp(app_manager.RyuApp):
 
     def _tick_forever(self) -> None:
         while True:
-            now = time.time()
+            now, monotonic = time.time(), time.monotonic()
             for dar in self.dars.values():
                 try:
-                    self._execute_now(dar, dar.tick(now))
+                    self._execute_now(dar, dar.tick(now, monotonic))
                 except Exception:  # a failing tick must not stop the others
                     LOG.exception("%s: periodic work failed", dar.name)
                     dar.counters["handler_exception"] += 1
@@ -339,7 +339,7 @@ class FamaApp(app_manager.RyuApp):
             while dar.is_uncommitted(hoa):
                 self._commit_pending()
             binding = dar.home_agent.cache.get(hoa)
-            work = dar.revoke(hoa, time.time())
+            work = dar.revoke(hoa, time.time(), time.monotonic())
             if work is None:
                 continue
             if not self._execute_now(dar, work):

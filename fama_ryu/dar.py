@@ -99,7 +99,10 @@ class _RateLimiter:
 
     def allow(self, key: bytes, now: float) -> bool:
         tokens, last = self._buckets.get(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate_per_s)
+        # After a backward clock step the bucket starts afresh, rather than
+        # refusing for as long as the step.
+        elapsed = now - last if now >= last else self.burst / self.rate_per_s
+        tokens = min(self.burst, tokens + elapsed * self.rate_per_s)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
             return False
@@ -231,8 +234,14 @@ class Dar:
 
     # ------------------------------------------------------------ events
 
-    def packet_in(self, in_port: int, frame: bytes, now: float) -> Work:
-        """Everything the pipeline punts arrives here."""
+    def packet_in(
+        self, in_port: int, frame: bytes, now: float, monotonic: float | None = None
+    ) -> Work:
+        """Everything the pipeline punts arrives here.
+
+        ``now`` is the wall clock (persisted with bindings); ``monotonic``, a
+        clock that never steps, lets the binding cache absorb wall-clock steps.
+        """
         self.counters["packet_in"] += 1
         if self.pipeline is None:
             return Work()
@@ -263,7 +272,7 @@ class Dar:
                 self.counters["drop:unexpected_packet_in"] += 1
                 return Work()
         if destination == self.anchor:
-            return self._mobility(in_port, frame, now)
+            return self._mobility(in_port, frame, now, monotonic)
         if self._is_access_host(destination):
             return self._resolve(destination, now)
         self.counters["drop:unexpected_packet_in"] += 1
@@ -280,7 +289,7 @@ class Dar:
         self.counters["drop:unexpected_packet_in"] += 1
         return Work()
 
-    def tick(self, now: float) -> Work:
+    def tick(self, now: float, monotonic: float | None = None) -> Work:
         """Periodic work: expire bindings (RFC 6275 §10.3.1) and send unsolicited RAs (P2).
 
         Bindings expire even while the switch is away; their rules then go
@@ -290,7 +299,7 @@ class Dar:
         # A binding with an uncommitted change is decided again at the next tick.
         expirations = [
             change
-            for change in self.home_agent.expirations(now)
+            for change in self.home_agent.expirations(now, monotonic)
             if change.hoa not in self._uncommitted
         ]
         if expirations:
@@ -299,6 +308,10 @@ class Dar:
             for change in expirations:
                 work.flow_steps += self._flows_for(change, now)
             self.counters["binding_expired"] += len(expirations)
+        # Bindings whose times moved with a clock step: persisted, flows unchanged.
+        rebased = [c for c in self.home_agent.clock_rebase() if c.hoa not in self._uncommitted]
+        self._hold(rebased)
+        work.changes += rebased
         self.home_agent.cache.forget_old_tombstones(now)
         if self.pipeline is not None and self._next_ra_at is not None and now >= self._next_ra_at:
             for port in self.pipeline.access_ports:
@@ -314,11 +327,11 @@ class Dar:
         deadlines = [d for d in (self.home_agent.cache.next_expiry(), self._next_ra_at) if d]
         return min(deadlines, default=None)
 
-    def revoke(self, hoa: bytes, now: float) -> Work | None:
+    def revoke(self, hoa: bytes, now: float, monotonic: float | None = None) -> Work | None:
         """Administrative removal of a binding (REST DELETE); None if unbound."""
         if hoa in self._uncommitted:
             raise RuntimeError("revoke with an uncommitted change for the address: commit first")
-        change = self.home_agent.revocation(hoa, now)
+        change = self.home_agent.revocation(hoa, now, monotonic)
         if change is None:
             return None
         self._hold([change])
@@ -371,7 +384,7 @@ class Dar:
 
     # ------------------------------------------------------------ mobility
 
-    def _mobility(self, in_port: int, frame: bytes, now: float) -> Work:
+    def _mobility(self, in_port: int, frame: bytes, now: float, monotonic: float | None) -> Work:
         try:
             packet = mh.parse_ethernet_frame(frame)
         except mh.MobilityParseError as error:
@@ -384,7 +397,7 @@ class Dar:
             self.counters["deferred_until_commit"] += 1
             return Work(retry_after_commit=True)
         work = self._snoop(in_port, frame[6:12], packet.source)
-        decision = self.home_agent.handle(packet, now)
+        decision = self.home_agent.handle(packet, now, monotonic)
         self._count(decision)
         work.decisions.append((packet, decision))
         reply = None

@@ -133,9 +133,9 @@ class StoreRig:
             self.dar.packet_in(CORE, from_core(ipv6_packet), self.now if now is None else now)
         )
 
-    def tick(self, now: float) -> Sent:
+    def tick(self, now: float, monotonic: float | None = None) -> Sent:
         self.now = now
-        return self.execute(self.dar.tick(now))
+        return self.execute(self.dar.tick(now, monotonic))
 
     def downlink(self, hoa: bytes) -> PacketFate:
         return self.switch.process(
