@@ -70,10 +70,38 @@ def _finding(returncode: int, output: str, runs_asked: int, runs_done: int) -> s
 
 
 def run_target(
-    target: str, runs: int, max_ms: float, seed: int, artifacts: Path, verbose: bool
+    target: str, runs: int, max_ms: float, seed: int, artifacts: Path, verbose: bool = False
 ) -> Result:
+    """Run ``fuzz/fuzz_<target>.py`` from its seed corpus."""
     if target not in TARGETS:
         raise SystemExit(f"unknown target {target!r}; choose from {', '.join(TARGETS)} or all")
+    return run_script(
+        FUZZ_DIR / f"fuzz_{target}.py",
+        FUZZ_DIR / "corpus" / target,
+        runs,
+        max_ms,
+        seed,
+        artifacts,
+        name=target,
+        max_len=MAX_LEN[target],
+        verbose=verbose,
+    )
+
+
+def run_script(
+    script: Path,
+    seeds: Path,
+    runs: int,
+    max_ms: float,
+    seed: int,
+    artifacts: Path,
+    *,
+    name: str | None = None,
+    max_len: int = 4096,
+    verbose: bool = False,
+) -> Result:
+    """Run one harness-based target script under libFuzzer flags and judge the run."""
+    target = name or script.stem
     memory_fs = "/dev/shm" if Path("/dev/shm").is_dir() else None
     scratch = Path(tempfile.mkdtemp(prefix=f"fama-fuzz-{target}-", dir=memory_fs))
     try:
@@ -85,16 +113,16 @@ def run_target(
         earlier = set(artifacts.glob(f"{target}-*"))
         command = [
             sys.executable,
-            str(FUZZ_DIR / f"fuzz_{target}.py"),
+            str(script),
             f"-runs={runs}",
             f"-seed={seed}",
-            f"-max_len={MAX_LEN[target]}",
+            f"-max_len={max_len}",
             f"-timeout={HANG_TIMEOUT_S}",
             "-rss_limit_mb=2048",
             f"-artifact_prefix={prefix}",
             "-print_final_stats=1",
             str(work_corpus),
-            str(FUZZ_DIR / "corpus" / target),
+            str(seeds),
         ]
         environment = dict(
             os.environ,
