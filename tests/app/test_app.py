@@ -690,3 +690,86 @@ def test_store_failure_at_reconnection_still_installs_the_pipeline(
     assert all(m.command == ofproto_v1_3.OFPFC_DELETE_STRICT for m in deletes)
     assert dar.bindings() == [] and mn.hoa not in stored_hoas(harness.store_path)
     assert dar.counters["store_error:locked"] == 1
+
+
+# ---------------------------------------------------------------- group commit
+
+
+def care_of(index: int) -> bytes:
+    return ipaddress.IPv6Address(f"2001:db8:b::{0x100 + index:x}").packed
+
+
+def test_a_burst_of_bus_is_one_transaction_one_barrier_and_every_ba_after_it(
+    harness: Harness, app: app_module.FamaApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datapath = harness.connect(app)
+    datapath.take()
+    commits: list[int] = []
+    real_commit = app.store.commit
+    monkeypatch.setattr(
+        app.store, "commit", lambda changes: (commits.append(len(changes)), real_commit(changes))
+    )
+    nodes = [MobileNode.create(seed=seed) for seed in range(5)]
+    for index, mn in enumerate(nodes):
+        # The event loop is busy: nothing is committed until its queue runs dry.
+        app._packet_in(packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, care_of(index)))))
+    assert commits == [] and flow_mods(datapath.take()) == []
+    assert all(mn.hoa not in stored_hoas(harness.store_path) for mn in nodes)
+    app._commit_pending()
+    assert commits == [5]
+    assert {mn.hoa for mn in nodes} <= stored_hoas(harness.store_path)
+    sent = datapath.take()
+    # Two phases (decap, then encap: P15) for the whole batch, then the BAs' barrier.
+    assert [type(m).__name__ for m in sent] == (
+        ["OFPFlowMod"] * 5 + ["OFPBarrierRequest"] + ["OFPFlowMod"] * 10 + ["OFPBarrierRequest"]
+    )
+    assert packet_outs(sent) == []
+    app._barrier_reply(event(datapath, xid=sent[-1].xid))
+    answers = datapath.take()
+    assert sorted(ba_of(m).status for m in answers) == [0] * 5
+    assert {bytes(m.data)[14 + 24 : 14 + 40] for m in answers} == {care_of(i) for i in range(5)}
+
+
+def test_a_bu_about_an_uncommitted_address_waits_for_the_commit(
+    harness: Harness, app: app_module.FamaApp
+) -> None:
+    datapath = harness.connect(app)
+    datapath.take()
+    mn = MobileNode.create()
+    first = from_core(mn.first_bu(1, COA_1))
+    app._packet_in(packet_in_event(datapath, CORE_A, first))
+    assert mn.hoa not in stored_hoas(harness.store_path)
+    # The same BU again (a replay) must be judged against the stored binding:
+    # the app commits the first, then the replay gets 135.
+    app._packet_in(packet_in_event(datapath, CORE_A, first))
+    assert mn.hoa in stored_hoas(harness.store_path)
+    dar = app.dars[DPID_A]
+    assert dar.counters["deferred_until_commit"] == 1
+    replies = packet_outs(datapath.take())
+    assert [ba_of(m).status for m in replies] == [135]
+
+
+def test_a_failed_group_commit_answers_130_to_every_bu_of_the_batch(
+    harness: Harness, app: app_module.FamaApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datapath = harness.connect(app)
+    datapath.take()
+
+    def refuse(changes: object) -> None:
+        raise StoreError("disk_full", "no space left on device")
+
+    monkeypatch.setattr(app.store, "commit", refuse)
+    nodes = [MobileNode.create(seed=seed) for seed in range(3)]
+    for index, mn in enumerate(nodes):
+        app._packet_in(packet_in_event(datapath, CORE_A, from_core(mn.first_bu(1, care_of(index)))))
+    app._commit_pending()
+    sent = datapath.take()
+    assert flow_mods(sent) == [] and barriers(sent) == []
+    assert sorted(ba_of(m).status for m in packet_outs(sent)) == [130] * 3
+    dar = app.dars[DPID_A]
+    assert dar.bindings() == [] and not any(dar.is_uncommitted(mn.hoa) for mn in nodes)
+    # Space is back: the MNs' retransmissions are accepted.
+    monkeypatch.undo()
+    for index, mn in enumerate(nodes):
+        deliver(app, packet_in_event(datapath, CORE_A, from_core(mn.first_bu(2, care_of(index)))))
+    assert len(dar.bindings()) == 3
