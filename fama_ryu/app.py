@@ -35,7 +35,7 @@ from ryu.controller.handler import (
 from ryu.lib import hub
 from ryu.ofproto import ofproto_v1_3
 
-from fama_ryu import config, metrics, ofp_shim, rest, rest_views
+from fama_ryu import config, crash_points, metrics, ofp_shim, rest, rest_views
 from fama_ryu.binding_cache import BindingCache
 from fama_ryu.dar import Dar, PacketOut, Work
 from fama_ryu.store import SqliteBindingStore, StoreError
@@ -125,6 +125,7 @@ class FamaApp(app_manager.RyuApp):
             "%s: switch %016x connected, flow generation %d", dar.name, datapath.id, dar.generation
         )
         self._execute_now(dar, work)
+        crash_points.reached("during_reconcile")
         # Reinstalled with the new generation: now find and remove older ones.
         datapath.send_msg(
             ofp_shim.flow_stats_request(datapath, FAMA_COOKIE_OWNER << 48, OWNER_MASK)
@@ -187,8 +188,9 @@ class FamaApp(app_manager.RyuApp):
     def _barrier_reply(self, event: Any) -> None:
         datapath = event.msg.datapath
         frames = self._after_barrier.pop((datapath.id, event.msg.xid), None)
-        for frame in frames or ():
-            datapath.send_msg(ofp_shim.packet_out(datapath, frame.port, frame.frame))
+        if frames:
+            crash_points.reached("before_ba")
+            self._send_frames(datapath, frames)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
     def _error(self, event: Any) -> None:
@@ -255,6 +257,7 @@ class FamaApp(app_manager.RyuApp):
     def _commit(self, batch: list[tuple[Dar, Work]]) -> bool:
         """Persist every change of ``batch`` in one transaction, then send its flows."""
         changes = [(dar.name, change) for dar, work in batch for change in work.changes]
+        crash_points.reached("before_commit")
         try:
             self.store.commit(changes)
         except StoreError as error:
@@ -264,6 +267,7 @@ class FamaApp(app_manager.RyuApp):
                     self.datapaths.get(dar.dpid), dar.store_failed(work, error.reason)
                 )
             return False
+        crash_points.reached("after_commit")
         for dar, work in batch:
             dar.committed(work.changes)
         self._send_flows(batch)
