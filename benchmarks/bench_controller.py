@@ -296,6 +296,7 @@ def summary(results: list[RunResult], counts: list[Counter[str]]) -> dict[str, A
         "p99_ms": statistics.median(percentile(v, 0.99) for v in latencies) if latencies else None,
         "sent": sent,
         "answered": sum(r.answered for r in results),
+        "latency_ms_samples": sorted(round(x * 1e3, 3) for v in latencies for x in v),
         "flow_mods_per_request": total["flow_mod"] / requests,
         "packet_outs_per_request": total["packet_out"] / requests,
         "barriers_per_request": total["barrier"] / requests,
@@ -461,6 +462,67 @@ async def baseline_rounds(
 # ---------------------------------------------------------------- report
 
 
+def disk_sync_latency(directory: Path, samples: int) -> dict[str, float]:
+    """What one durable commit costs at least on the store's disk: write 4 KiB, fdatasync.
+
+    SQLite in WAL mode with synchronous=FULL syncs the WAL once per
+    transaction, so this bounds a BU's latency from below on this machine.
+    """
+    path = directory / "sync-probe"
+    timings = []
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for index in range(samples):
+            os.pwrite(descriptor, os.urandom(4096), (index % 64) * 4096)
+            started = time.perf_counter()
+            os.fdatasync(descriptor)
+            timings.append((time.perf_counter() - started) * 1e3)
+    finally:
+        os.close(descriptor)
+        path.unlink()
+    timings.sort()
+    return {
+        "samples": samples,
+        "p50_ms": timings[len(timings) // 2],
+        "p99_ms": timings[min(len(timings) - 1, int(0.99 * len(timings)))],
+    }
+
+
+def plot(data: dict[str, Any], path: Path) -> None:
+    """Rates against the baseline, and the BU->BA latency CDFs at the paced rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fama, base = data["fama"], data["baseline"]
+    kinds = [("CGA BU", "cga"), ("PHKT BU", "phkt"), ("dereg.", "dereg")]
+    figure, (rates, cdf) = plt.subplots(1, 2, figsize=(11, 4))
+    names = [name for name, _ in kinds] + ["simple_switch_13\npacket-in"]
+    values = [fama[f"throughput_{key}"]["rate_per_s"] for _, key in kinds]
+    values.append(base["throughput_packet_in"]["rate_per_s"])
+    rates.bar(names, values, color=["tab:blue"] * 3 + ["tab:gray"])
+    rates.set_ylabel("answered per second (median of rounds)")
+    rates.set_title("throughput, windowed")
+    series = [(name, fama[f"latency_{key}"]) for name, key in kinds]
+    series.append(("simple_switch_13", base["latency_packet_in"]))
+    for name, run in series:
+        samples = run["latency_ms_samples"]
+        if samples:
+            cdf.plot(samples, [(i + 1) / len(samples) for i in range(len(samples))], label=name)
+    sync = data.get("disk_sync")
+    if sync:
+        cdf.axvline(sync["p99_ms"], color="k", linestyle=":", label="fdatasync p99")
+    cdf.set_xscale("log")
+    cdf.set_xlabel(f"request -> answer latency, ms (one outstanding, {data['config']['rate']:g}/s)")
+    cdf.set_ylabel("fraction")
+    cdf.legend(fontsize=8)
+    cdf.set_title("latency CDF")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
@@ -486,6 +548,11 @@ def report(data: dict[str, Any]) -> str:
             f" {tput['packet_outs_per_request']:>7.2f} {tput['controller_cpu_share']:>7.0%}"
             f" {tput['generator_cpu_share']:>7.0%} {tput['controller_cpu_ms_per_request']:>10.3f}"
         )
+    sync = data["disk_sync"]
+    lines.append(
+        f"\nstore disk: write 4 KiB + fdatasync p50 {sync['p50_ms']:.2f} ms,"
+        f" p99 {sync['p99_ms']:.2f} ms (lower bound of a durable BU's latency)"
+    )
     lines.append("")
     for goal, entry in data["goals"].items():
         lines.append(
@@ -527,6 +594,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         profile = args.profile / "fama_app.prof" if args.profile else None
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
+        disk_sync = disk_sync_latency(store_dir or workdir, 50 if args.smoke else 300)
         with controller("fama_ryu.app", workdir / "fama", args.switches, store_dir, profile) as (
             port,
             process,
@@ -565,6 +633,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             )
         }
         | {"store_dir": str(args.store_dir) if args.store_dir else "tempdir (disk)"},
+        "disk_sync": disk_sync,
         "fama": fama,
         "baseline": base,
         "ratios": {
@@ -615,8 +684,10 @@ def main(argv: list[str] | None = None) -> int:
     data = asyncio.run(bench(args))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")
+    png = args.json.with_suffix(".png")
+    plot(data, png)
     print(report(data))
-    print(f"\nJSON: {args.json}")
+    print(f"\nJSON: {args.json}\nplot: {png}")
     return 0
 
 

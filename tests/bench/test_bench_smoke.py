@@ -43,7 +43,9 @@ def test_smoke_run_writes_a_complete_report(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "PHKT BU" in completed.stdout
     data = json.loads(output.read_text())
-    assert set(data) >= {"machine", "config", "fama", "baseline", "ratios", "goals"}
+    assert set(data) >= {"machine", "config", "disk_sync", "fama", "baseline", "ratios", "goals"}
+    assert 0 < data["disk_sync"]["p50_ms"] <= data["disk_sync"]["p99_ms"]
+    assert output.with_suffix(".png").stat().st_size > 10_000
     assert data["config"]["smoke"] is True
     for name in FAMA_RUNS:
         run = data["fama"][name]
