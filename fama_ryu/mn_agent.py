@@ -123,7 +123,9 @@ RTR_SOLICITATION_INTERVAL_S = 4.0  # RFC 4861 §10
 CONNECTION_GRACE_S = 30.0
 SOCKET_CHECK_INTERVAL_S = 5.0
 RELEASED_HISTORY = 16  # released addresses still shown by `status`
-LINK_POLL_INTERVAL_S = 0.1
+LINK_POLL_INTERVAL_S = 0.1  # fallback: link events (netlink) normally wake the loop first
+NETLINK_ROUTE = 0
+RTMGRP_LINK = 1
 STATE_WRITE_INTERVAL_S = 1.0
 
 # /proc/net/tcp6 states that hold no connection any more.
@@ -896,6 +898,7 @@ class Agent:
         self._clock = clock
         self._stopping = False
         self._packet_socket: socket.socket | None = None
+        self._link_events: socket.socket | None = None
         self._tunnel_open = False
         self._accept_ra_path = Path(f"/proc/sys/net/ipv6/conf/{interface}/accept_ra")
         self._saved_accept_ra: str | None = None
@@ -934,6 +937,13 @@ class Agent:
         selector.register(packet_socket, selectors.EVENT_READ)
         for fd in self.tunnel.fds():
             selector.register(fd, selectors.EVENT_READ)
+        # Link changes wake the loop at once (the kernel's RTM_NEWLINK), so a
+        # handover starts when the carrier comes up, not at the next poll.
+        link_events = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        link_events.bind((0, RTMGRP_LINK))
+        link_events.setblocking(False)
+        self._link_events = link_events
+        selector.register(link_events, selectors.EVENT_READ)
 
     def _close(self) -> None:
         if not self._tunnel_open:
@@ -943,6 +953,8 @@ class Agent:
         self.tunnel.close()
         if self._packet_socket is not None:
             self._packet_socket.close()
+        if self._link_events is not None:
+            self._link_events.close()
         if self._saved_accept_ra is not None:
             self._accept_ra_path.write_text(self._saved_accept_ra)
         self.state_path.unlink(missing_ok=True)
@@ -972,8 +984,21 @@ class Agent:
             for key, _events in selector.select(timeout):
                 if key.fileobj is self._packet_socket:
                     self._receive_frames()
+                elif key.fileobj is self._link_events:
+                    self._drain_link_events()  # the loop reads the link state next
                 else:
                     self.tunnel.handle_readable(key.fd)
+
+    def _drain_link_events(self) -> None:
+        assert self._link_events is not None
+        while True:
+            try:
+                self._link_events.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError as error:  # ENOBUFS after a burst: the state is re-read anyway
+                LOG.debug("link events: %s", error)
+                return
 
     def _receive_frames(self) -> None:
         assert self._packet_socket is not None
