@@ -13,7 +13,7 @@ out (persist, then flows, then a barrier, then the Binding Ack: P12).
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -30,7 +30,10 @@ LOG = logging.getLogger(__name__)
 Rng = Callable[[int], bytes]
 # RFC 4443 §2.4 (f) asks for rate-limited errors; issue-wide budget per destination.
 ERROR_REPLIES_PER_S = 10.0
+# ...and all destinations together, so spoofed sources cannot multiply it.
+ERROR_REPLIES_TOTAL_PER_S = 100.0
 NEIGHBOR_SOLICIT_INTERVAL_S = 1.0
+NEIGHBOR_SOLICITS_TOTAL_PER_S = 100.0
 BINDING_FLOW_MARGIN_S = 30.0
 # RFC 4861 §4: Router Solicitation .. Redirect; only these are ND messages.
 ND_MESSAGE_TYPES = range(133, 138)
@@ -90,26 +93,45 @@ class Neighbor:
 
 
 class _RateLimiter:
-    """A token bucket per key; ``now`` is passed in."""
+    """A token bucket per key, at most ``capacity`` keys, and optionally one for all keys.
 
-    def __init__(self, rate_per_s: float, burst: float) -> None:
+    The least recently used key is forgotten beyond ``capacity`` (O(1) per
+    call, so a flood of spoofed sources costs no more than any other flood);
+    the shared bucket (``total_per_s``) bounds what all keys together get,
+    also while forgotten keys start again with a full bucket.  ``now`` is
+    passed in.
+    """
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: float,
+        *,
+        total_per_s: float | None = None,
+        capacity: int = 4096,
+    ) -> None:
         self.rate_per_s = rate_per_s
         self.burst = burst
-        self._buckets: dict[bytes, tuple[float, float]] = {}
+        self.capacity = capacity
+        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
+        self._total = (
+            None if total_per_s is None else _RateLimiter(total_per_s, total_per_s, capacity=1)
+        )
 
-    def allow(self, key: bytes, now: float) -> bool:
-        tokens, last = self._buckets.get(key, (self.burst, now))
+    def _refilled(self, key: bytes, now: float) -> float:
+        tokens, last = self._buckets.pop(key, (self.burst, now))
         # After a backward clock step the bucket starts afresh, rather than
         # refusing for as long as the step.
         elapsed = now - last if now >= last else self.burst / self.rate_per_s
-        tokens = min(self.burst, tokens + elapsed * self.rate_per_s)
-        if tokens < 1.0:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - 1.0, now)
-        if len(self._buckets) > 4096:  # bounded memory under spoofed sources
-            self._buckets = {k: v for k, v in self._buckets.items() if v[1] > now - 10.0}
-        return True
+        return min(self.burst, tokens + elapsed * self.rate_per_s)
+
+    def allow(self, key: bytes, now: float) -> bool:
+        tokens = self._refilled(key, now)
+        allowed = tokens >= 1.0 and (self._total is None or self._total.allow(b"", now))
+        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+        if len(self._buckets) > self.capacity:
+            self._buckets.popitem(last=False)
+        return allowed
 
 
 def _text(address: bytes) -> str:
@@ -152,8 +174,12 @@ class Dar:
         self.generation = 0
         self.neighbors: dict[bytes, Neighbor] = {}
         self.counters: Counter[str] = Counter()
-        self._error_limiter = _RateLimiter(ERROR_REPLIES_PER_S, ERROR_REPLIES_PER_S)
-        self._solicit_limiter = _RateLimiter(1.0 / NEIGHBOR_SOLICIT_INTERVAL_S, 1.0)
+        self._error_limiter = _RateLimiter(
+            ERROR_REPLIES_PER_S, ERROR_REPLIES_PER_S, total_per_s=ERROR_REPLIES_TOTAL_PER_S
+        )
+        self._solicit_limiter = _RateLimiter(
+            1.0 / NEIGHBOR_SOLICIT_INTERVAL_S, 1.0, total_per_s=NEIGHBOR_SOLICITS_TOTAL_PER_S
+        )
         self._next_ra_at: float | None = None
         # Home addresses with a decided change the store does not hold yet.
         self._uncommitted: Counter[bytes] = Counter()
@@ -184,6 +210,8 @@ class Dar:
             anchor_address=_text(self.anchor),
             own_addresses=(_text(self.anchor), _text(self.link_local)),
             access_prefixes=tuple(str(prefix) for prefix in self.config.access_prefixes),
+            domain_prefixes=tuple(str(prefix) for prefix in self.config.domain_prefixes),
+            punt_rates=self.config.punt_rates,
         )
 
     def connect(self, ports_by_name: dict[str, int], generation: int, now: float) -> Work:
@@ -195,7 +223,7 @@ class Dar:
         """
         self.pipeline = self.resolve_ports(ports_by_name)
         self.generation = generation
-        work = Work(flow_steps=list(dar_flows.base_flows(self.pipeline, generation)))
+        work = Work(flow_steps=dar_flows.pipeline_setup(self.pipeline, generation))
         for binding in self.home_agent.cache:
             work.flow_steps += dar_flows.install_binding(
                 self.pipeline,

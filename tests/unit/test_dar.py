@@ -229,13 +229,20 @@ def test_core_next_hop_mac_is_required_to_connect() -> None:
         make_dar(core_next_hop={"address": "2001:db8:ffff::ff"})
 
 
-def test_rate_limiter_forgets_idle_keys_beyond_its_bound() -> None:
-    limiter = _RateLimiter(10.0, 10.0)
-    for key in range(5000):
-        assert limiter.allow(key.to_bytes(2, "big"), 0.0)
-    assert len(limiter._buckets) == 5000  # all recent: nothing to forget yet
-    assert limiter.allow(b"new", 20.0)
-    assert list(limiter._buckets) == [b"new"]
+def test_rate_limiter_forgets_the_least_recently_used_key_beyond_its_capacity() -> None:
+    limiter = _RateLimiter(1.0, 1.0, capacity=3)
+    for key in (b"a", b"b", b"c"):
+        assert limiter.allow(key, 0.0)
+    assert not limiter.allow(b"a", 0.1)  # a is now the most recent
+    assert limiter.allow(b"d", 0.2)  # b, the least recent, is forgotten
+    assert list(limiter._buckets) == [b"c", b"a", b"d"]
+    assert limiter.allow(b"b", 0.3)  # forgotten: starts with a full bucket again
+
+
+def test_rate_limiter_total_bounds_all_keys_together() -> None:
+    limiter = _RateLimiter(10.0, 10.0, total_per_s=5.0, capacity=2)
+    allowed = sum(limiter.allow(n.to_bytes(4, "big"), n / 1000) for n in range(1000))
+    assert 5 + 4 <= allowed <= 5 + 5  # the shared burst, then 5/s for (almost) a second
 
 
 # ---------------------------------------------------------------- Router Solicitation / RA (P2)
