@@ -298,7 +298,7 @@ class FamaApp(app_manager.RyuApp):
                 if index:
                     messages.append(wire.encode_barrier_request(ofp_shim.next_xid(datapath)))
                 messages += [
-                    wire.encode_flow_mod(flow, ofp_shim.next_xid(datapath)) for flow in phase
+                    wire.encode_message(flow, ofp_shim.next_xid(datapath)) for flow in phase
                 ]
             dar.counters["flow_mods_sent"] += sum(len(phase) for phase in phases)
             after_flows = [frame for work in works for frame in work.after_flows]

@@ -48,6 +48,12 @@ default)::
                                      #   per source /64; over either, silent drop
         max_lifetime_s: 3600         # ? 4 .. 86400 (P12); default 3600
         min_key_bits: 1024           # ? 1024 .. 2040 (P8); default 1024
+        punt_pps:                    # ? packets per second the switch's punt meters let
+                                     #   reach the controller, 1 .. 1000000 each
+          domain_mobility: 1000      # ? Mobility Headers from the domain's access prefixes
+          mobility: 1000             # ? Mobility Headers from any other source
+          neighbor_discovery: 500    # ? RS, NA, NS for the DAR's own addresses
+          resolve: 100               # ? packets for access-prefix hosts with no route
         ra_interval_s: [198, 600]    # ? [MinRtrAdvInterval, MaxRtrAdvInterval], seconds,
                                      #   RFC 4861 §6.2.1: Max 4..1800, Min 3..0.75*Max;
                                      #   default [198, 600] (the RFC 4861 defaults)
@@ -82,7 +88,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeAlias, TypeGuard
@@ -99,6 +105,7 @@ from fama_ryu.home_agent import (
     MAX_CGA_BINDING_LIFETIME_S,
     HomeAgentConfig,
 )
+from openflow_pipelines.dar_config import MAX_PUNT_PPS, PuntRates
 
 PortRef: TypeAlias = int | str
 """An OpenFlow port number, or a port name resolved when the switch connects."""
@@ -169,6 +176,11 @@ class DarConfig:
     ra_interval_s: tuple[float, float] = DEFAULT_RA_INTERVAL_S
     rsa_verifications_per_s: int = DEFAULT_RSA_VERIFICATIONS_PER_S
     rsa_verifications_per_source_per_s: int = DEFAULT_RSA_VERIFICATIONS_PER_SOURCE_PER_S
+    punt_rates: PuntRates = PuntRates()
+    # Every access prefix of the domain (set by parse_domain): Mobility
+    # Headers from there take this DAR's domain punt meter.  Derived from the
+    # other DARs, so not part of this DAR's identity.
+    domain_prefixes: tuple[ipaddress.IPv6Network, ...] = field(default=(), compare=False)
 
     @property
     def dpid_text(self) -> str:
@@ -259,8 +271,12 @@ def parse_domain(data: object, source: str) -> DomainConfig:
     _check_legacy_home_agent(domain_settings.get("legacy_home_agent"), drafts, report)
     if report.errors:
         raise ConfigError(report.errors, source)
+    domain_prefixes = tuple(
+        prefix for draft in drafts for prefix in draft.fields.get("access_prefixes", ())
+    )
     return DomainConfig(
-        dars=tuple(DarConfig(**draft.fields) for draft in drafts), **domain_settings
+        dars=tuple(DarConfig(**draft.fields, domain_prefixes=domain_prefixes) for draft in drafts),
+        **domain_settings,
     )
 
 
@@ -693,6 +709,22 @@ def _parse_next_hop(value: object, location: str, report: _Report) -> NextHop | 
     return NextHop(**fields)
 
 
+_PUNT_PPS = partial(_parse_integer_in, low=1, high=MAX_PUNT_PPS, rule=" packets per second")
+# Keys are the punt meters' names (docs/pipeline.md); absent keys keep PuntRates' defaults.
+_PUNT_SCHEMA: dict[str, _Key] = {
+    name: _Key(_PUNT_PPS)
+    for name in ("domain_mobility", "mobility", "neighbor_discovery", "resolve")
+}
+
+
+def _parse_punt_rates(value: object, location: str, report: _Report) -> PuntRates | None:
+    before = len(report.errors)
+    fields = _parse_mapping(value, location, report, schema=_PUNT_SCHEMA)
+    if fields is None or len(report.errors) != before:
+        return None
+    return PuntRates(**{f"{name}_pps": rate for name, rate in fields.items()})
+
+
 # Keys are DarConfig field names: absent optional keys take the dataclass defaults.
 _DAR_SCHEMA: dict[str, _Key] = {
     "name": _Key(_parse_name, required=True),
@@ -728,6 +760,7 @@ _DAR_SCHEMA: dict[str, _Key] = {
     "rsa_verifications_per_source_per_s": _Key(
         partial(_parse_integer_in, low=1, high=MAX_RSA_VERIFICATIONS_PER_S, rule=" per second")
     ),
+    "punt_pps": _Key(_parse_punt_rates),  # DarConfig.punt_rates
 }
 
 
@@ -784,6 +817,8 @@ def _parse_dar(value: object, location: str, report: _Report) -> _DarDraft:
     fields = _parse_mapping(value, location, report, schema=_DAR_SCHEMA)
     if fields is None:
         return _DarDraft(location, {})
+    if "punt_pps" in fields:
+        fields["punt_rates"] = fields.pop("punt_pps")
     _check_dar_consistency(location, fields, report)
     return _DarDraft(location, fields)
 

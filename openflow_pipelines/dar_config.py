@@ -15,6 +15,37 @@ from openflow_pipelines.model import FIELDS, MAX_PHYSICAL_PORT, ipv6_packed
 from openflow_pipelines.pipeline import PortRole
 
 ACCESS_PREFIX_LENGTH = 64  # P1
+MAX_PUNT_PPS = 1_000_000
+PUNT_BURST_FRACTION = 10  # each punt meter lets a tenth of a second's rate through at once
+
+
+@dataclass(frozen=True)
+class PuntRates:
+    """Packets per second each punt meter of the DAR lets reach the controller.
+
+    ``domain_mobility_pps`` and ``mobility_pps`` are Mobility Headers to the
+    anchor address from sources inside and outside the domain's access
+    prefixes; ``neighbor_discovery_pps`` are RS, NA and NS for own
+    addresses; ``resolve_pps`` are packets for access-prefix hosts with no
+    route.  The defaults stay below what one controller core decides
+    (docs/hardening-floods.md).
+    """
+
+    domain_mobility_pps: int = 1000
+    mobility_pps: int = 1000
+    neighbor_discovery_pps: int = 500
+    resolve_pps: int = 100
+
+    def __post_init__(self) -> None:
+        for name in (
+            "domain_mobility_pps",
+            "mobility_pps",
+            "neighbor_discovery_pps",
+            "resolve_pps",
+        ):
+            rate = getattr(self, name)
+            if not isinstance(rate, int) or not 1 <= rate <= MAX_PUNT_PPS:
+                raise ValueError(f"{name} {rate!r} out of range 1..{MAX_PUNT_PPS}")
 
 
 @dataclass(frozen=True)
@@ -27,6 +58,9 @@ class DarPipelineConfig:
     access prefix (P1).  ``router_mac`` is the MAC the DAR answers Neighbor
     Solicitations with and must be the bridge's own (LOCAL port) MAC: Open
     vSwitch only terminates tunnel packets addressed to that MAC.
+    ``domain_prefixes`` are the access prefixes of the other DARs of the
+    domain: Mobility Headers from there (and from this DAR's own prefixes)
+    take the domain's punt meter.  ``punt_rates`` sets the punt meters.
     """
 
     dpid: int
@@ -38,6 +72,8 @@ class DarPipelineConfig:
     anchor_address: str
     own_addresses: tuple[str, ...]
     access_prefixes: tuple[str, ...]
+    domain_prefixes: tuple[str, ...] = ()
+    punt_rates: PuntRates = PuntRates()
     # Packed forms for the per-binding checks (derived, so not compared).
     _prefix_heads: dict[bytes, str] = field(init=False, repr=False, compare=False)
     _own_packed: frozenset[bytes] = field(init=False, repr=False, compare=False)
@@ -68,6 +104,12 @@ class DarPipelineConfig:
         if anchor not in own:
             raise ValueError("own_addresses must include the anchor address")
         object.__setattr__(self, "access_prefixes", tuple(prefix.compressed for prefix in prefixes))
+        others = tuple(ipaddress.IPv6Network(prefix) for prefix in self.domain_prefixes)
+        if any(prefix.prefixlen != ACCESS_PREFIX_LENGTH for prefix in others):
+            raise ValueError(f"domain prefixes must be /64s, got {self.domain_prefixes}")
+        # Own prefixes first, each prefix once, in a stable order.
+        domain = dict.fromkeys(prefix.compressed for prefix in (*prefixes, *others))
+        object.__setattr__(self, "domain_prefixes", tuple(domain))
         object.__setattr__(self, "anchor_address", anchor.compressed)
         object.__setattr__(self, "own_addresses", tuple(address.compressed for address in own))
         heads = {prefix.network_address.packed[:8]: prefix.compressed for prefix in prefixes}

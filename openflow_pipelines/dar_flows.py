@@ -18,6 +18,11 @@ Binding changes, and why they are ordered as they are:
 
 The controller sends a barrier after a binding change and waits for its
 reply before the Binding Acknowledgement leaves (P12).
+
+At switch connection ``pipeline_setup`` replaces the punt meters (delete,
+barrier, add, barrier: a delete also removes the flows using the meter,
+and an add of an existing meter would fail) before ``base_flows``, whose
+punts point to them.
 """
 
 from __future__ import annotations
@@ -33,22 +38,27 @@ from openflow_pipelines.cookies import (
     generation_filter,
     kind_filter,
 )
-from openflow_pipelines.dar_config import DarPipelineConfig
+from openflow_pipelines.dar_config import PUNT_BURST_FRACTION, DarPipelineConfig
 from openflow_pipelines.dar_pipeline import (
     CLASSIFY,
     CLASSIFY_BY_INPUT_PORT,
     CLASSIFY_FORWARD,
     CLASSIFY_NOT_ROUTED,
     CLASSIFY_PUNT,
+    CLASSIFY_PUNT_DOMAIN,
     CLASSIFY_TO_LOCAL,
     DAR_PIPELINE,
     DECAP,
     DECAP_BINDING,
+    DOMAIN_MOBILITY_METER,
     ENCAP,
     ENCAP_BINDING,
     ENCAP_HAIRPIN,
     LINK_LOCAL_PREFIX,
+    MOBILITY_METER,
+    NEIGHBOR_DISCOVERY_METER,
     NOT_ROUTED_DESTINATIONS,
+    RESOLVE_METER,
     ROUTE,
     ROUTE_DEFAULT,
     ROUTE_HOST,
@@ -72,10 +82,14 @@ from openflow_pipelines.model import (
     Barrier,
     Command,
     DecNwTtl,
+    DropBand,
     FlowMod,
     FlowModFlag,
     FlowStep,
     Match,
+    MeterCommand,
+    MeterFlag,
+    MeterMod,
     Output,
     SetField,
     ipv6_packed,
@@ -83,7 +97,7 @@ from openflow_pipelines.model import (
     ipv6_text,
     with_addresses,
 )
-from openflow_pipelines.pipeline import PriorityBand, TableSpec
+from openflow_pipelines.pipeline import MeterSpec, PriorityBand, TableSpec
 
 # The controller removes binding flows when the binding expires; the switch's
 # hard timeout only catches a controller that failed to, so it runs later.
@@ -122,6 +136,7 @@ def _add(
     goto: TableSpec | None = None,
     hard_timeout: int = 0,
     flags: FlowModFlag = FlowModFlag.NONE,
+    meter: MeterSpec | None = None,
 ) -> FlowMod:
     flow_mod = FlowMod(
         table_id=slot.table.table_id,
@@ -133,6 +148,7 @@ def _add(
         cookie=cookie,
         hard_timeout=hard_timeout,
         flags=flags,
+        meter_id=None if meter is None else meter.meter_id,
     )
     return DAR_PIPELINE.check(flow_mod, dar.port_role)
 
@@ -159,11 +175,48 @@ def _to_core_actions(dar: DarPipelineConfig) -> tuple[Action, ...]:
     )
 
 
+def pipeline_setup(dar: DarPipelineConfig, generation: int) -> list[FlowStep]:
+    """Everything a switch gets when it connects: the punt meters, then ``base_flows``."""
+    return [*punt_meters(dar), *base_flows(dar, generation)]
+
+
+def _punt_rate(dar: DarPipelineConfig, meter: MeterSpec) -> int:
+    rates = dar.punt_rates
+    by_meter = {
+        DOMAIN_MOBILITY_METER: rates.domain_mobility_pps,
+        MOBILITY_METER: rates.mobility_pps,
+        NEIGHBOR_DISCOVERY_METER: rates.neighbor_discovery_pps,
+        RESOLVE_METER: rates.resolve_pps,
+    }
+    return by_meter[meter]
+
+
+def punt_meters(dar: DarPipelineConfig) -> list[FlowStep]:
+    """Replace every punt meter of ``dar``: deletes, barrier, adds, barrier.
+
+    A packet-per-second drop band each, with a tenth of a second's burst, and
+    statistics on (``ovs-ofctl -O OpenFlow13 meter-stats``).  The flows of an
+    older generation that used the meters go with the deletes; ``base_flows``
+    puts them back right after.
+    """
+    flags = MeterFlag.PKTPS | MeterFlag.BURST | MeterFlag.STATS
+    deletes: list[FlowStep] = [
+        MeterMod(MeterCommand.DELETE, meter.meter_id) for meter in DAR_PIPELINE.meters
+    ]
+    adds: list[FlowStep] = []
+    for meter in DAR_PIPELINE.meters:
+        rate = _punt_rate(dar, meter)
+        band = DropBand(rate, max(1, rate // PUNT_BURST_FRACTION))
+        adds.append(MeterMod(MeterCommand.ADD, meter.meter_id, flags, (band,)))
+    return [*deletes, Barrier(), *adds, Barrier()]
+
+
 def base_flows(dar: DarPipelineConfig, generation: int) -> list[FlowMod]:
     """The pipeline skeleton: table-miss flows, dispatch, punts, filters and routes.
 
     Order does not matter; reinstalling with a new generation replaces each
-    flow in place (same match and priority).
+    flow in place (same match and priority).  Punts go through the meters of
+    :func:`punt_meters`, which must be in the switch first.
     """
     cookie = encode_cookie(FlowKind.PIPELINE, generation)
     flows = [
@@ -171,13 +224,16 @@ def base_flows(dar: DarPipelineConfig, generation: int) -> list[FlowMod]:
         for table in DAR_PIPELINE.tables
     ]
     flows += [
-        _add(dar, slot, cookie, actions, goto) for slot, actions, goto in _classify_rules(dar)
+        _add(dar, slot, cookie, actions, goto, meter=meter)
+        for slot, actions, goto, meter in _classify_rules(dar)
     ]
-    flows += [_add(dar, slot, cookie, actions) for slot, actions in _route_rules(dar)]
+    flows += [
+        _add(dar, slot, cookie, actions, meter=meter) for slot, actions, meter in _route_rules(dar)
+    ]
     return flows
 
 
-_Rule = tuple[_FlowSlot, tuple[Action, ...], TableSpec | None]
+_Rule = tuple[_FlowSlot, tuple[Action, ...], TableSpec | None, MeterSpec | None]
 
 
 def _classify_rules(dar: DarPipelineConfig) -> list[_Rule]:
@@ -186,10 +242,12 @@ def _classify_rules(dar: DarPipelineConfig) -> list[_Rule]:
         match: Match,
         actions: tuple[Action, ...] = (),
         goto: TableSpec | None = None,
+        meter: MeterSpec | None = None,
     ) -> _Rule:
-        return _FlowSlot(CLASSIFY, band, match), actions, goto
+        return _FlowSlot(CLASSIFY, band, match), actions, goto, meter
 
     punt = (OUTPUT_TO_CONTROLLER,)
+    nd = NEIGHBOR_DISCOVERY_METER
     to_local = (Output(LOCAL_PORT),)
     physical_ports = (*dar.access_ports, dar.core_port)
     rules = [
@@ -210,19 +268,24 @@ def _classify_rules(dar: DarPipelineConfig) -> list[_Rule]:
         ),
     ]
     for port in dar.access_ports:
-        rules.append(rule(CLASSIFY_PUNT, _icmpv6(ICMPV6_ROUTER_SOLICITATION, in_port=port), punt))
+        solicitation = _icmpv6(ICMPV6_ROUTER_SOLICITATION, in_port=port)
+        rules.append(rule(CLASSIFY_PUNT, solicitation, punt, meter=nd))
         # Neighbor Advertisements teach the controller mobile nodes' MACs.
-        rules.append(
-            rule(CLASSIFY_PUNT, _icmpv6(ICMPV6_NEIGHBOR_ADVERTISEMENT, in_port=port), punt)
-        )
+        advertisement = _icmpv6(ICMPV6_NEIGHBOR_ADVERTISEMENT, in_port=port)
+        rules.append(rule(CLASSIFY_PUNT, advertisement, punt, meter=nd))
     for port in physical_ports:
         for address in dar.own_addresses:
             ns_for_own = _icmpv6(ICMPV6_NEIGHBOR_SOLICITATION, in_port=port, ipv6_nd_target=address)
-            rules.append(rule(CLASSIFY_PUNT, ns_for_own, punt))
-        mobility_header = _ipv6(
-            in_port=port, ip_proto=IP_PROTO_MOBILITY_HEADER, ipv6_dst=dar.anchor_address
-        )
-        rules.append(rule(CLASSIFY_PUNT, mobility_header, punt))
+            rules.append(rule(CLASSIFY_PUNT, ns_for_own, punt, meter=nd))
+        mobility_header = {
+            "in_port": port,
+            "ip_proto": IP_PROTO_MOBILITY_HEADER,
+            "ipv6_dst": dar.anchor_address,
+        }
+        for prefix in dar.domain_prefixes:
+            from_domain = _ipv6(**mobility_header, ipv6_src=ipv6_prefix(prefix))
+            rules.append(rule(CLASSIFY_PUNT_DOMAIN, from_domain, punt, meter=DOMAIN_MOBILITY_METER))
+        rules.append(rule(CLASSIFY_PUNT, _ipv6(**mobility_header), punt, meter=MOBILITY_METER))
     link_local_source = _ipv6(in_port=dar.core_port, ipv6_src=ipv6_prefix(LINK_LOCAL_PREFIX))
     rules.append(rule(CLASSIFY_NOT_ROUTED, link_local_source))
     for port in dar.access_ports:
@@ -236,11 +299,17 @@ def _classify_rules(dar: DarPipelineConfig) -> list[_Rule]:
     return rules
 
 
-def _route_rules(dar: DarPipelineConfig) -> list[tuple[_FlowSlot, tuple[Action, ...]]]:
+_RouteRule = tuple[_FlowSlot, tuple[Action, ...], MeterSpec | None]
+
+
+def _route_rules(dar: DarPipelineConfig) -> list[_RouteRule]:
     def rule(
-        band: PriorityBand, match: Match, actions: tuple[Action, ...] = ()
-    ) -> tuple[_FlowSlot, tuple[Action, ...]]:
-        return _FlowSlot(ROUTE, band, match), actions
+        band: PriorityBand,
+        match: Match,
+        actions: tuple[Action, ...] = (),
+        meter: MeterSpec | None = None,
+    ) -> _RouteRule:
+        return _FlowSlot(ROUTE, band, match), actions, meter
 
     not_routed = [ipaddress.IPv6Network(prefix) for prefix in NOT_ROUTED_DESTINATIONS]
     subnet_router_anycast = [
@@ -260,7 +329,12 @@ def _route_rules(dar: DarPipelineConfig) -> list[tuple[_FlowSlot, tuple[Action, 
         rule(ROUTE_NOT_ROUTED, _ipv6(ipv6_dst=address.compressed)) for address in sorted(own_hosts)
     ]
     rules += [
-        rule(ROUTE_RESOLVE, _ipv6(ipv6_dst=ipv6_prefix(prefix)), (OUTPUT_TO_CONTROLLER,))
+        rule(
+            ROUTE_RESOLVE,
+            _ipv6(ipv6_dst=ipv6_prefix(prefix)),
+            (OUTPUT_TO_CONTROLLER,),
+            RESOLVE_METER,
+        )
         for prefix in dar.access_prefixes
     ]
     rules.append(rule(ROUTE_DEFAULT, _ipv6(), (DecNwTtl(), *_to_core_actions(dar))))
@@ -351,7 +425,7 @@ def _filled(
     names, steps = template
     addresses = {names["hoa"]: hoa, names["coa"]: coa}
     return [
-        step if isinstance(step, Barrier) else with_addresses(step, addresses, hard_timeout)
+        with_addresses(step, addresses, hard_timeout) if isinstance(step, FlowMod) else step
         for step in steps
     ]
 

@@ -22,12 +22,20 @@ hop limit (the outer header's is never copied in).  Nothing reaches the
 controller except Router Solicitations, Neighbor Advertisements from access
 links, Neighbor Solicitations for the DAR's own addresses, Mobility Headers
 to the anchor address, and packets for access-prefix hosts with no route.
+
+Every punt passes an OpenFlow meter first, so a flood costs the controller
+no more than the meter's rate.  Four meters keep the kinds apart: an ND
+flood cannot starve Binding Updates, nor a flood of Binding Updates from
+outside the domain those of mobile nodes whose care-of address is in one of
+the domain's access prefixes (the DARs' ingress filtering, ``classify``'s
+``forward`` band, keeps other sources out of those prefixes).
 """
 
 from __future__ import annotations
 
 from openflow_pipelines.pipeline import (
     TABLE_MISS,
+    MeterSpec,
     Miss,
     PipelineSpec,
     PortRole,
@@ -47,12 +55,36 @@ CLASSIFY_TO_LOCAL = PriorityBand(
     "from the core port: GRE to the anchor address and Neighbor Advertisements go to LOCAL, "
     "where Open vSwitch terminates its tunnels and snoops tunnel next hops",
 )
+DOMAIN_MOBILITY_METER = MeterSpec(
+    "domain_mobility",
+    1,
+    "Mobility Headers to the anchor address from sources in the domain's access prefixes "
+    "(mobile nodes of the domain, behind the DARs' ingress filtering)",
+)
+MOBILITY_METER = MeterSpec(
+    "mobility", 2, "Mobility Headers to the anchor address from any other source"
+)
+NEIGHBOR_DISCOVERY_METER = MeterSpec(
+    "neighbor_discovery",
+    3,
+    "Router Solicitations, Neighbor Advertisements, Neighbor Solicitations for an own address",
+)
+RESOLVE_METER = MeterSpec(
+    "resolve", 4, "packets for access-prefix hosts with no route yet (the controller resolves)"
+)
+
+CLASSIFY_PUNT_DOMAIN = PriorityBand(
+    "punt_domain",
+    3100,
+    "to the controller through the domain_mobility meter: Mobility Headers to the anchor "
+    "address whose source is in an access prefix of the domain",
+)
 CLASSIFY_PUNT = PriorityBand(
     "punt",
     3000,
     "to the controller, whole packet: Router Solicitations and Neighbor Advertisements from "
-    "access ports; Neighbor Solicitations for an own address and Mobility Headers to the "
-    "anchor address from access and core ports",
+    "access ports; Neighbor Solicitations for an own address (neighbor_discovery meter) and "
+    "other Mobility Headers to the anchor address (mobility meter) from access and core ports",
 )
 CLASSIFY_NOT_ROUTED = PriorityBand(
     "not_routed",
@@ -99,7 +131,8 @@ ROUTE_HOST = PriorityBand(
 ROUTE_RESOLVE = PriorityBand(
     "resolve",
     2000,
-    "ipv6_dst in an access prefix with no host entry: to the controller, which resolves it",
+    "ipv6_dst in an access prefix with no host entry: to the controller (resolve meter), "
+    "which resolves it",
 )
 ROUTE_DEFAULT = PriorityBand(
     "default",
@@ -120,6 +153,7 @@ CLASSIFY = TableSpec(
     priority_bands=(
         CLASSIFY_BY_INPUT_PORT,
         CLASSIFY_TO_LOCAL,
+        CLASSIFY_PUNT_DOMAIN,
         CLASSIFY_PUNT,
         CLASSIFY_NOT_ROUTED,
         CLASSIFY_FORWARD,
@@ -127,6 +161,9 @@ CLASSIFY = TableSpec(
     ),
     set_fields=frozenset({"eth_src", "eth_dst"}),
     output_roles=frozenset({PortRole.CORE, PortRole.LOCAL, PortRole.CONTROLLER}),
+    meters=frozenset(
+        {DOMAIN_MOBILITY_METER.name, MOBILITY_METER.name, NEIGHBOR_DISCOVERY_METER.name}
+    ),
 )
 
 DECAP = TableSpec(
@@ -166,9 +203,13 @@ ROUTE = TableSpec(
     set_fields=frozenset({"eth_src", "eth_dst"}),
     dec_nw_ttl=True,
     output_roles=frozenset({PortRole.ACCESS, PortRole.CORE, PortRole.CONTROLLER}),
+    meters=frozenset({RESOLVE_METER.name}),
 )
 
-DAR_PIPELINE = PipelineSpec((CLASSIFY, DECAP, ENCAP, ROUTE))
+DAR_PIPELINE = PipelineSpec(
+    (CLASSIFY, DECAP, ENCAP, ROUTE),
+    (DOMAIN_MOBILITY_METER, MOBILITY_METER, NEIGHBOR_DISCOVERY_METER, RESOLVE_METER),
+)
 
 # Destinations a router never forwards (RFC 4291 §2.5.2, §2.5.3, §2.5.6, §2.7).
 NOT_ROUTED_DESTINATIONS: tuple[str, ...] = ("ff00::/8", "fe80::/10", "::1/128", "::/128")

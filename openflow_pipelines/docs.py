@@ -11,8 +11,8 @@ from __future__ import annotations
 import inspect
 
 from openflow_pipelines import cookies, dar_flows, dar_pipeline
-from openflow_pipelines.dar_config import DarPipelineConfig
-from openflow_pipelines.model import Barrier, FlowStep, describe_flow_mod
+from openflow_pipelines.dar_config import PUNT_BURST_FRACTION, DarPipelineConfig
+from openflow_pipelines.model import FlowStep, describe_step
 from openflow_pipelines.pipeline import PipelineSpec, TableSpec
 
 EXAMPLE_DAR = DarPipelineConfig(
@@ -49,12 +49,31 @@ def _table_section(pipeline: PipelineSpec, table: TableSpec) -> list[str]:
         f"- Actions may set: {_code(table.set_fields)}",
         f"- Hop limit decrement: {'yes' if table.dec_nw_ttl else 'no'}",
         f"- Outputs to: {roles}",
+        f"- Punt meters: {_code(table.meters)}",
         "",
         "| priority | band | flows |",
         "| ---: | --- | --- |",
     ]
     lines += [
         f"| {band.priority} | `{band.name}` | {band.meaning} |" for band in table.priority_bands
+    ]
+    return [*lines, ""]
+
+
+def _meter_section(pipeline: PipelineSpec) -> list[str]:
+    lines = [
+        "## Punt meters",
+        "",
+        "Every flow that outputs to the controller first passes one of these meters "
+        "(OFPIT_METER, before apply-actions): a packet-per-second drop band with a "
+        f"burst of 1/{PUNT_BURST_FRACTION} s of its rate, statistics on.  Rates come from "
+        "the DAR's `punt_pps` settings in the domain file, one key per meter name.",
+        "",
+        "| id | meter | limits |",
+        "| ---: | --- | --- |",
+    ]
+    lines += [
+        f"| {meter.meter_id} | `{meter.name}` | {meter.meaning} |" for meter in pipeline.meters
     ]
     return [*lines, ""]
 
@@ -94,7 +113,10 @@ SHIM_NOTES = """\
   HARD_TIMEOUT means the switch expired a binding the controller still
   holds (reinstall it, and count it); reason DELETE is the controller's own
   doing.
-- After a controller restart with generation G+1: `base_flows(dar, G+1)`,
+- `MeterMod` -> `OFPMeterMod(command, flags, meter_id, [OFPMeterBandDrop(rate,
+  burst_size)])`; a `FlowMod` with `meter_id` gets `OFPInstructionMeter(meter_id)`
+  before its other instructions.
+- After a controller restart with generation G+1: `pipeline_setup(dar, G+1)`,
   every stored binding and host with G+1, a barrier, then
   `delete_generation(dar, G)`.
 - Packet-outs (RA, NA, BA, NS) name their output port; the pipeline has no
@@ -109,8 +131,7 @@ SHIM_NOTES = """\
 
 def _steps_block(steps: list[FlowStep]) -> list[str]:
     lines = ["```"]
-    for step in steps:
-        lines.append("barrier" if isinstance(step, Barrier) else describe_flow_mod(step))
+    lines += [describe_step(step) for step in steps]
     return [*lines, "```", ""]
 
 
@@ -124,9 +145,9 @@ def _example_section() -> list[str]:
         f"{dar.gre_port}, access prefix `{dar.access_prefixes[0]}`, anchor address "
         f"`{dar.anchor_address}`, generation 1.",
         "",
-        "`base_flows(dar, generation=1)`:",
+        "`pipeline_setup(dar, generation=1)` (`punt_meters`, then `base_flows`):",
         "",
-        *_steps_block(list(dar_flows.base_flows(dar, 1))),
+        *_steps_block(dar_flows.pipeline_setup(dar, 1)),
         f"`install_binding(dar, '{hoa}', '{coa}', generation=1, expires_in_s=3600)`:",
         "",
         *_steps_block(dar_flows.install_binding(dar, hoa, coa, 1, 3600)),
@@ -161,6 +182,7 @@ def render_pipeline_markdown() -> str:
     lines.append("")
     for table in pipeline.tables:
         lines += _table_section(pipeline, table)
+    lines += _meter_section(pipeline)
     lines += [
         "## Binding changes",
         "",

@@ -20,8 +20,16 @@ OpenFlow 1.3 as Open vSwitch implements it:
   default for OpenFlow 1.3 connections).  Output to the input port is
   skipped unless sent to ``IN_PORT``.
 
-Not modelled: timeouts, counters, groups, meters, and tunnel push/pop: an
-output to the GRE port shows ``tun_ipv6_dst``; a decapsulated packet is
+* Meters: with ``meters_required`` a flow may only point to a meter the
+  switch holds (``MeterError`` otherwise, as Open vSwitch answers
+  OFPMMFC_UNKNOWN_METER; without it such a flow is taken as if the meter
+  were there, for tests that install ``base_flows`` alone); adding an
+  existing meter or modifying a missing one fails the same way; deleting a
+  meter deletes the flows using it.  A packet's fate records the meters it
+  passed (``PacketFate.meters``); rates are not enforced.
+
+Not modelled: timeouts, counters, groups, meter rates, and tunnel push/pop:
+an output to the GRE port shows ``tun_ipv6_dst``; a decapsulated packet is
 injected at the GRE port with ``tun_ipv6_src``.
 """
 
@@ -43,10 +51,13 @@ from openflow_pipelines.model import (
     FlowStep,
     Match,
     MatchValue,
+    MeterCommand,
+    MeterMod,
     Output,
     ScalarValue,
     SetField,
     describe_flow_mod,
+    describe_meter_mod,
     prerequisites_met,
 )
 
@@ -57,6 +68,10 @@ Packet = Mapping[str, ScalarValue]
 
 class AmbiguousLookup(AssertionError):
     """Two overlapping flows of one priority would handle a packet differently."""
+
+
+class MeterError(AssertionError):
+    """A meter-mod or flow-mod the switch would refuse for a meter it does (not) hold."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,11 @@ class PacketFate:
     emissions: tuple[Emission, ...]
     flows_hit: tuple[FlowMod, ...]
     hop_limit_exceeded: bool = False
+
+    @property
+    def meters(self) -> tuple[int, ...]:
+        """Ids of the meters the packet passed, in order."""
+        return tuple(flow.meter_id for flow in self.flows_hit if flow.meter_id is not None)
 
     def __repr__(self) -> str:
         emitted = ", ".join(f"port {out.port:#x}: {dict(out.packet)}" for out in self.emissions)
@@ -154,12 +174,19 @@ def normalise_packet(packet: Mapping[str, object]) -> dict[str, ScalarValue]:
 class FakeSwitch:
     """Flow tables of one simulated switch."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, meters_required: bool = False) -> None:
         self._tables: dict[int, list[FlowMod]] = {}
+        self.meters: dict[int, MeterMod] = {}
+        self.meters_required = meters_required
 
     def apply(self, step: FlowStep) -> None:
         if isinstance(step, Barrier):
             return  # this switch already applies everything in order
+        if isinstance(step, MeterMod):
+            self._meter_mod(step)
+            return
+        if self.meters_required and step.meter_id not in (None, *self.meters):
+            raise MeterError(f"flow points to meter {step.meter_id}, which the switch lacks")
         if step.command is Command.ADD:
             self._add(step)
         elif step.command is Command.MODIFY_STRICT:
@@ -171,6 +198,20 @@ class FakeSwitch:
         for step in steps:
             self.apply(step)
 
+    def _meter_mod(self, request: MeterMod) -> None:
+        exists = request.meter_id in self.meters
+        if request.command is MeterCommand.DELETE:
+            self.meters.pop(request.meter_id, None)
+            for table_id, table in self._tables.items():
+                self._tables[table_id] = [
+                    flow for flow in table if flow.meter_id != request.meter_id
+                ]
+        elif exists != (request.command is MeterCommand.MODIFY):
+            state = "exists" if exists else "is unknown"
+            raise MeterError(f"meter {request.meter_id} {state}: {request.command.name} refused")
+        else:
+            self.meters[request.meter_id] = request
+
     def _add(self, flow_mod: FlowMod) -> None:
         table = self._tables.setdefault(flow_mod.table_id, [])
         table[:] = [flow for flow in table if not _same_slot(flow, flow_mod)]
@@ -180,7 +221,12 @@ class FakeSwitch:
         table = self._tables.get(request.table_id, [])
         for index, flow in enumerate(table):
             if _same_slot(flow, request) and _cookie_passes(flow, request):
-                table[index] = replace(flow, actions=request.actions, goto_table=request.goto_table)
+                table[index] = replace(
+                    flow,
+                    actions=request.actions,
+                    goto_table=request.goto_table,
+                    meter_id=request.meter_id,
+                )
 
     def _delete(self, request: FlowMod) -> None:
         table_ids = list(self._tables) if request.table_id == ALL_TABLES else [request.table_id]
@@ -200,7 +246,8 @@ class FakeSwitch:
         return sorted(selected, key=lambda flow: (flow.table_id, -flow.priority, repr(flow.match)))
 
     def dump(self) -> str:
-        return "\n".join(describe_flow_mod(flow) for flow in self.flows())
+        meters = [describe_meter_mod(meter) for _, meter in sorted(self.meters.items())]
+        return "\n".join([*meters, *(describe_flow_mod(flow) for flow in self.flows())])
 
     def process(self, packet: Mapping[str, object]) -> PacketFate:
         fields = normalise_packet(packet)
@@ -239,7 +286,7 @@ class FakeSwitch:
             return None
         best = max(flow.priority for flow in candidates)
         winners = [flow for flow in candidates if flow.priority == best]
-        if len({(flow.actions, flow.goto_table) for flow in winners}) > 1:
+        if len({(flow.actions, flow.goto_table, flow.meter_id) for flow in winners}) > 1:
             described = "\n".join(describe_flow_mod(flow) for flow in winners)
             raise AmbiguousLookup(f"packet {dict(fields)} matches, at one priority:\n{described}")
         return winners[0]

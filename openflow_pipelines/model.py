@@ -37,6 +37,8 @@ ALL_TABLES = 0xFF  # OFPTT_ALL, valid only in deletes
 MAX_PRIORITY = 0xFFFF
 MAX_TIMEOUT_S = 0xFFFF  # idle/hard timeouts are 16-bit seconds
 MAX_COOKIE = (1 << 64) - 1
+MAX_METER_ID = 0xFFFF0000  # OFPM_MAX; ids above it are virtual meters (slowpath, controller)
+MAX_METER_RATE = 0xFFFFFFFF  # ofp_meter_band_header.rate is 32-bit
 
 # Protocol numbers the DAR pipeline matches on.
 ETH_TYPE_IPV4 = 0x0800
@@ -310,9 +312,11 @@ _DELETES = frozenset({Command.DELETE, Command.DELETE_STRICT})
 class FlowMod:
     """One OFPT_FLOW_MOD, independent of any OpenFlow library.
 
-    Instructions are ``actions`` (one apply-actions instruction, omitted when
-    empty) followed by an optional goto-table; no actions and no goto means
-    drop.  ``cookie_mask`` filters which flows a modify or delete touches.
+    Instructions are an optional meter (``meter_id``: the packet passes the
+    meter's bands first and a dropping band ends its processing), then
+    ``actions`` (one apply-actions instruction, omitted when empty), then an
+    optional goto-table; no actions and no goto means drop.  ``cookie_mask``
+    filters which flows a modify or delete touches.
     Deletes use ``out_port``/``out_group`` ANY (the shim's default).
     """
 
@@ -327,6 +331,7 @@ class FlowMod:
     idle_timeout: int = 0
     hard_timeout: int = 0
     flags: FlowModFlag = FlowModFlag.NONE
+    meter_id: int | None = None
 
     def __post_init__(self) -> None:
         if not (0 <= self.table_id <= MAX_TABLE_ID or self.table_id == ALL_TABLES):
@@ -353,6 +358,10 @@ class FlowMod:
                 raise ValueError("a delete carries no instructions")
             if self.idle_timeout or self.hard_timeout or self.flags:
                 raise ValueError("a delete carries no timeouts or flags")
+            if self.meter_id is not None:
+                raise ValueError("a delete carries no meter")
+        if self.meter_id is not None and not 1 <= self.meter_id <= MAX_METER_ID:
+            raise ValueError(f"meter_id {self.meter_id} out of range 1..{MAX_METER_ID:#x}")
         if self.goto_table is not None and not self.table_id < self.goto_table <= MAX_TABLE_ID:
             # OpenFlow 1.3 §5.1: goto may only move forward.
             raise ValueError(f"goto table {self.goto_table} must be after table {self.table_id}")
@@ -381,7 +390,73 @@ class Barrier:
     """
 
 
-FlowStep = FlowMod | Barrier
+class MeterFlag(enum.IntFlag):
+    """ofp_meter_flags (OpenFlow 1.3 §7.3.4.4)."""
+
+    KBPS = 1  # rates in kilobit per second
+    PKTPS = 2  # rates in packets per second
+    BURST = 4  # the bands' burst_size applies
+    STATS = 8  # the switch keeps counters (ovs-ofctl meter-stats)
+
+
+class MeterCommand(enum.IntEnum):
+    """ofp_meter_mod_command values."""
+
+    ADD = 0
+    MODIFY = 1
+    DELETE = 2
+
+
+@dataclass(frozen=True)
+class DropBand:
+    """OFPMBT_DROP: traffic above ``rate`` (in the meter's unit) is dropped.
+
+    ``burst_size`` (same unit, packets for a PKTPS meter) is how much may
+    pass at once above the rate; it only applies with ``MeterFlag.BURST``.
+    """
+
+    rate: int
+    burst_size: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rate <= MAX_METER_RATE:
+            raise ValueError(f"band rate {self.rate} out of range 1..{MAX_METER_RATE}")
+        if not 0 <= self.burst_size <= MAX_METER_RATE:
+            raise ValueError(f"band burst_size {self.burst_size} does not fit 32 bits")
+
+
+@dataclass(frozen=True)
+class MeterMod:
+    """One OFPT_METER_MOD: add, change or remove a meter flows can point to.
+
+    A flow with ``meter_id`` needs the meter in place first (Open vSwitch
+    refuses it otherwise), so a builder puts a ``Barrier`` between the two.
+    Deleting a meter also deletes every flow that uses it (OpenFlow 1.3
+    §7.3.4.4, as Open vSwitch implements it).
+    """
+
+    command: MeterCommand
+    meter_id: int
+    flags: MeterFlag = MeterFlag(0)
+    bands: tuple[DropBand, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.meter_id <= MAX_METER_ID:
+            raise ValueError(f"meter_id {self.meter_id} out of range 1..{MAX_METER_ID:#x}")
+        if self.command is MeterCommand.DELETE:
+            if self.flags or self.bands:
+                raise ValueError("a meter delete carries no flags or bands")
+            return
+        units = self.flags & (MeterFlag.KBPS | MeterFlag.PKTPS)
+        if units not in (MeterFlag.KBPS, MeterFlag.PKTPS):
+            raise ValueError("a meter counts in exactly one unit: KBPS or PKTPS")
+        if not self.bands:
+            raise ValueError("a meter needs at least one band")
+        if not self.flags & MeterFlag.BURST and any(band.burst_size for band in self.bands):
+            raise ValueError("burst_size only applies with MeterFlag.BURST")
+
+
+FlowStep = FlowMod | MeterMod | Barrier
 
 
 def with_addresses(flow: FlowMod, addresses: Mapping[str, str], hard_timeout: int) -> FlowMod:
@@ -468,6 +543,33 @@ def describe_flow_mod(flow_mod: FlowMod) -> str:
     if flow_mod.command in _DELETES:
         return text
     actions = [describe_action(action) for action in flow_mod.actions]
+    if flow_mod.meter_id is not None:
+        actions.insert(0, f"meter:{flow_mod.meter_id}")
     if flow_mod.goto_table is not None:
         actions.append(f"goto_table:{flow_mod.goto_table}")
     return f"{text} actions={','.join(actions) or 'drop'}"
+
+
+def describe_meter_mod(meter_mod: MeterMod) -> str:
+    """One line in ``ovs-ofctl dump-meters`` style."""
+    head = f"meter={meter_mod.meter_id}"
+    if meter_mod.command is not MeterCommand.ADD:
+        head = f"{meter_mod.command.name.lower()} {head}"
+    if meter_mod.command is MeterCommand.DELETE:
+        return head
+    flags = [flag.name.lower() for flag in MeterFlag if flag.name and flag in meter_mod.flags]
+    bands = " ".join(
+        f"type=drop rate={band.rate}"
+        + (f" burst_size={band.burst_size}" if meter_mod.flags & MeterFlag.BURST else "")
+        for band in meter_mod.bands
+    )
+    return f"{head} {' '.join(flags)} bands={bands}"
+
+
+def describe_step(step: FlowStep) -> str:
+    """One line for any builder step: a flow-mod, a meter-mod or a barrier."""
+    if isinstance(step, Barrier):
+        return "barrier"
+    if isinstance(step, MeterMod):
+        return describe_meter_mod(step)
+    return describe_flow_mod(step)

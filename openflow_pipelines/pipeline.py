@@ -4,7 +4,9 @@ A ``PipelineSpec`` lists its tables; each ``TableSpec`` says which match
 fields its flows may use (and which of those may be masked), which tables a
 flow may go to next, what a table miss does, the named priority bands its
 flows live in, which fields its actions may set, whether they may decrement
-the hop limit, and which kinds of port they may output to.
+the hop limit, which kinds of port they may output to, and which meters
+its flows may pass through.  A table that declares meters sends nothing to
+the controller except through one of them.
 ``PipelineSpec.check`` rejects any flowmod that steps outside that, so a
 builder bug fails when the flowmod is built, not in the switch.
 """
@@ -21,6 +23,7 @@ from openflow_pipelines.model import (
     FIELDS,
     IN_PORT,
     LOCAL_PORT,
+    MAX_METER_ID,
     NO_BUFFER,
     OUTPUT_TO_CONTROLLER,
     Action,
@@ -97,6 +100,15 @@ class PriorityBand:
     meaning: str
 
 
+@dataclass(frozen=True)
+class MeterSpec:
+    """A meter the pipeline's flows may point to: its switch-wide id and what it limits."""
+
+    name: str
+    meter_id: int
+    meaning: str
+
+
 TABLE_MISS = PriorityBand("table_miss", 0, "empty match: the table's declared miss behaviour")
 
 
@@ -106,7 +118,9 @@ class TableSpec:
 
     ``maskable_fields`` is the subset of ``match_fields`` that may carry a
     mask; ``priority_bands`` lists every priority its flows may use;
-    ``output_roles`` the kinds of port its actions may output to.
+    ``output_roles`` the kinds of port its actions may output to;
+    ``meters`` the names of the pipeline meters its flows may use (when not
+    empty, every output to the controller must go through one of them).
     """
 
     name: str
@@ -120,17 +134,25 @@ class TableSpec:
     set_fields: frozenset[str] = frozenset()
     dec_nw_ttl: bool = False
     output_roles: frozenset[PortRole] = frozenset()
+    meters: frozenset[str] = frozenset()
 
 
 class PipelineSpec:
-    """An ordered set of tables, validated for internal consistency when built."""
+    """An ordered set of tables and meters, validated for internal consistency when built."""
 
-    def __init__(self, tables: Sequence[TableSpec]) -> None:
+    def __init__(self, tables: Sequence[TableSpec], meters: Sequence[MeterSpec] = ()) -> None:
         self.tables: tuple[TableSpec, ...] = tuple(sorted(tables, key=lambda table: table.table_id))
+        self.meters: tuple[MeterSpec, ...] = tuple(sorted(meters, key=lambda meter: meter.meter_id))
         self._by_name = {table.name: table for table in self.tables}
         self._by_id = {table.table_id: table for table in self.tables}
+        self._meters_by_name = {meter.name: meter for meter in self.meters}
         if len(self._by_name) != len(self.tables) or len(self._by_id) != len(self.tables):
             raise ValueError("table names and ids must be unique")
+        meter_ids = {meter.meter_id for meter in self.meters}
+        if len(self._meters_by_name) != len(self.meters) or len(meter_ids) != len(self.meters):
+            raise ValueError("meter names and ids must be unique")
+        if not all(1 <= meter_id <= MAX_METER_ID for meter_id in meter_ids):
+            raise ValueError(f"meter ids must be in 1..{MAX_METER_ID:#x}")
         for table in self.tables:
             self._validate(table)
 
@@ -156,6 +178,13 @@ class PipelineSpec:
             raise ValueError(f"{table.name}: miss goes to an undeclared next table")
         if table.miss.kind is MissKind.CONTROLLER and PortRole.CONTROLLER not in table.output_roles:
             raise ValueError(f"{table.name}: a controller miss needs the controller output role")
+        undeclared = table.meters - self._meters_by_name.keys()
+        if undeclared:
+            raise ValueError(f"{table.name}: undeclared meters {sorted(undeclared)}")
+        if table.meters and table.miss.kind is MissKind.CONTROLLER:
+            raise ValueError(
+                f"{table.name}: a table with metered punts cannot miss to the controller"
+            )
         priorities = [band.priority for band in table.priority_bands]
         if len(set(priorities)) != len(priorities) or TABLE_MISS not in table.priority_bands:
             raise ValueError(
@@ -167,6 +196,12 @@ class PipelineSpec:
             return self._by_name[name]
         except KeyError:
             raise KeyError(f"no table named {name!r}") from None
+
+    def meter(self, name: str) -> MeterSpec:
+        try:
+            return self._meters_by_name[name]
+        except KeyError:
+            raise KeyError(f"no meter named {name!r}") from None
 
     def table_miss_flow(self, table: TableSpec, cookie: int) -> FlowMod:
         """The priority-0 flow implementing ``table``'s declared miss behaviour."""
@@ -216,7 +251,21 @@ class PipelineSpec:
                 raise PipelineViolation(
                     f"{table.name}: table-miss flow must {table.miss.describe()}"
                 )
+        self._check_meter(table, flow_mod)
         return flow_mod
+
+    def _check_meter(self, table: TableSpec, flow_mod: FlowMod) -> None:
+        allowed = {self._meters_by_name[name].meter_id for name in table.meters}
+        if flow_mod.meter_id is not None and flow_mod.meter_id not in allowed:
+            raise PipelineViolation(
+                f"{table.name}: meter {flow_mod.meter_id} is not one of {sorted(allowed)}"
+            )
+        punts = any(
+            isinstance(action, Output) and action.port == CONTROLLER_PORT
+            for action in flow_mod.actions
+        )
+        if punts and table.meters and flow_mod.meter_id is None:
+            raise PipelineViolation(f"{table.name}: punts go through one of its meters")
 
     @staticmethod
     def _check_match(table: TableSpec, flow_mod: FlowMod) -> None:

@@ -8,7 +8,8 @@ output is checked byte for byte against Ryu's serialiser in the tests, so
 the shim can hand the bytes straight to the switch connection.
 
 Layouts follow OpenFlow 1.3.5 §7 (``ofp_flow_mod``, ``ofp_match`` with
-OXM TLVs, instructions, actions, ``ofp_packet_out``); the tunnel fields
+OXM TLVs, instructions, actions, ``ofp_meter_mod`` with drop bands,
+``ofp_packet_out``); the tunnel fields
 are Open vSwitch's NXM_1 class (``NXM_NX_TUN_IPV6_SRC/DST``) in OXM form.
 """
 
@@ -26,6 +27,7 @@ from openflow_pipelines.model import (
     FlowStep,
     Match,
     MatchValue,
+    MeterMod,
     Output,
     SetField,
 )
@@ -34,6 +36,7 @@ OFP_VERSION = 4
 OFPT_PACKET_OUT = 13
 OFPT_FLOW_MOD = 14
 OFPT_BARRIER_REQUEST = 20
+OFPT_METER_MOD = 29
 OFP_NO_BUFFER = 0xFFFFFFFF
 OFPP_ANY = 0xFFFFFFFF
 OFPP_CONTROLLER = 0xFFFFFFFD
@@ -41,6 +44,8 @@ OFPG_ANY = 0xFFFFFFFF
 OFPMT_OXM = 1
 OFPIT_GOTO_TABLE = 1
 OFPIT_APPLY_ACTIONS = 4
+OFPIT_METER = 6
+OFPMBT_DROP = 1
 OFPAT_OUTPUT = 0
 OFPAT_DEC_NW_TTL = 24
 OFPAT_SET_FIELD = 25
@@ -50,6 +55,9 @@ _HEADER = struct.Struct("!BBHI")
 _FLOW_MOD_BODY = struct.Struct("!QQBBHHHIIIH2x")
 _PACKET_OUT_BODY = struct.Struct("!IIH6x")
 _OUTPUT = struct.Struct("!HHIH6x")
+_METER_INSTRUCTION = struct.Struct("!HHI")
+_METER_MOD_BODY = struct.Struct("!HHI")
+_DROP_BAND = struct.Struct("!HHII4x")
 _DEC_NW_TTL = struct.pack("!HH4x", OFPAT_DEC_NW_TTL, 8)
 _OXM_BASIC = 0x8000  # OFPXMC_OPENFLOW_BASIC
 _NXM_1 = 0x0001  # Open vSwitch's NXM_1 class, used in OXM form
@@ -137,6 +145,9 @@ def encode_action(action: Action) -> bytes:
 
 def _instructions(flow: FlowMod) -> bytes:
     parts = []
+    if flow.meter_id is not None:
+        # First, as OpenFlow 1.3 §5.9 orders instructions: a dropped packet runs no actions.
+        parts.append(_METER_INSTRUCTION.pack(OFPIT_METER, _METER_INSTRUCTION.size, flow.meter_id))
     if flow.actions:
         actions = b"".join(encode_action(action) for action in flow.actions)
         parts.append(struct.pack("!HH4x", OFPIT_APPLY_ACTIONS, 8 + len(actions)) + actions)
@@ -167,6 +178,23 @@ def encode_flow_mod(flow: FlowMod, xid: int) -> bytes:
     return _HEADER.pack(OFP_VERSION, OFPT_FLOW_MOD, 8 + len(body), xid) + body
 
 
+def encode_meter_mod(meter: MeterMod, xid: int) -> bytes:
+    """One OFPT_METER_MOD with its drop bands."""
+    bands = b"".join(
+        _DROP_BAND.pack(OFPMBT_DROP, _DROP_BAND.size, band.rate, band.burst_size)
+        for band in meter.bands
+    )
+    body = _METER_MOD_BODY.pack(int(meter.command), int(meter.flags), meter.meter_id) + bands
+    return _HEADER.pack(OFP_VERSION, OFPT_METER_MOD, 8 + len(body), xid) + body
+
+
+def encode_message(message: FlowMod | MeterMod, xid: int) -> bytes:
+    """A flow-mod or a meter-mod, as one phase of :func:`split_phases` holds them."""
+    if isinstance(message, MeterMod):
+        return encode_meter_mod(message, xid)
+    return encode_flow_mod(message, xid)
+
+
 def encode_barrier_request(xid: int) -> bytes:
     return _HEADER.pack(OFP_VERSION, OFPT_BARRIER_REQUEST, 8, xid)
 
@@ -178,9 +206,12 @@ def encode_packet_out(port: int, frame: bytes, xid: int) -> bytes:
     return _HEADER.pack(OFP_VERSION, OFPT_PACKET_OUT, 8 + len(body), xid) + body
 
 
-def split_phases(steps: Iterable[FlowStep]) -> list[list[FlowMod]]:
-    """Flow-mods between barriers: phase *i* must take effect before phase *i+1*."""
-    phases: list[list[FlowMod]] = [[]]
+Message = FlowMod | MeterMod
+
+
+def split_phases(steps: Iterable[FlowStep]) -> list[list[Message]]:
+    """Flow- and meter-mods between barriers: phase *i* must take effect before phase *i+1*."""
+    phases: list[list[Message]] = [[]]
     for step in steps:
         if isinstance(step, Barrier):
             if phases[-1]:
@@ -192,10 +223,10 @@ def split_phases(steps: Iterable[FlowStep]) -> list[list[FlowMod]]:
     return phases
 
 
-def merge_phases(step_lists: Iterable[Iterable[FlowStep]]) -> list[list[FlowMod]]:
+def merge_phases(step_lists: Iterable[Iterable[FlowStep]]) -> list[list[Message]]:
     """Interleave independent changes phase by phase, so a batch needs as few barriers
     as its longest change (each change keeps its own order)."""
-    merged: list[list[FlowMod]] = []
+    merged: list[list[Message]] = []
     for steps in step_lists:
         for index, phase in enumerate(split_phases(steps)):
             if index == len(merged):
