@@ -51,7 +51,7 @@ default)::
         punt_pps:                    # ? packets per second the switch's punt meters let
                                      #   reach the controller, 1 .. 1000000 each
           domain_mobility: 1000      # ? Mobility Headers from the domain's access prefixes
-          mobility: 1000             # ? Mobility Headers from any other source
+          mobility: 500              # ? Mobility Headers from any other source
           neighbor_discovery: 500    # ? RS, NA, NS for the DAR's own addresses
           resolve: 100               # ? packets for access-prefix hosts with no route
         ra_interval_s: [198, 600]    # ? [MinRtrAdvInterval, MaxRtrAdvInterval], seconds,

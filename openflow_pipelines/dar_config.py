@@ -32,7 +32,7 @@ class PuntRates:
     """
 
     domain_mobility_pps: int = 1000
-    mobility_pps: int = 1000
+    mobility_pps: int = 500
     neighbor_discovery_pps: int = 500
     resolve_pps: int = 100
 
