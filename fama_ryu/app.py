@@ -41,7 +41,7 @@ from fama_ryu.dar import Dar, PacketOut, Work
 from fama_ryu.store import SqliteBindingStore, StoreError
 from openflow_pipelines import wire
 from openflow_pipelines.cookies import FAMA_COOKIE_OWNER, OWNER_MASK, decode_cookie
-from openflow_pipelines.model import FlowStep
+from openflow_pipelines.model import FlowMod, FlowStep
 
 eventlet_compat.apply()
 CONF = cfg.CONF
@@ -300,7 +300,9 @@ class FamaApp(app_manager.RyuApp):
                 messages += [
                     wire.encode_message(flow, ofp_shim.next_xid(datapath)) for flow in phase
                 ]
-            dar.counters["flow_mods_sent"] += sum(len(phase) for phase in phases)
+            dar.counters["flow_mods_sent"] += sum(
+                isinstance(step, FlowMod) for phase in phases for step in phase
+            )
             after_flows = [frame for work in works for frame in work.after_flows]
             if after_flows:
                 xid = ofp_shim.next_xid(datapath)

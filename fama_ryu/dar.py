@@ -437,7 +437,7 @@ class Dar:
                 self.counters["reply_unroutable"] += 1
                 work.extend(self._resolve(decision.reply.destination, now))
         if decision.change is None:
-            if reply is not None:
+            if reply is not None and self._may_send_refusal(decision, now):
                 work.packet_outs.append(reply)
             return work
         work.changes.append(decision.change)
@@ -446,6 +446,18 @@ class Dar:
         if reply is not None:
             work.after_flows.append(reply)
         return work
+
+    def _may_send_refusal(self, decision: Decision, now: float) -> bool:
+        """A refusing BA shares the error replies' budget (10/s per destination,
+        100/s in all): forged BUs from spoofed sources cannot turn the DAR into
+        a reflector.  Acceptances and Care-of Tests are not limited here."""
+        if decision.status is None or decision.status < mh.BAStatus.UNSPECIFIED:
+            return True
+        assert decision.reply is not None
+        if self._error_limiter.allow(decision.reply.destination, now):
+            return True
+        self.counters["error_reply_suppressed"] += 1
+        return False
 
     def _count(self, decision: Decision) -> None:
         if decision.verdict is Verdict.DROPPED:

@@ -3,8 +3,8 @@
 The app encodes its hot-path messages itself (``openflow_pipelines.wire``)
 and writes them with ``Datapath.send``; the fake datapaths of these tests
 decode every write with this helper so assertions keep reading Ryu's
-message classes.  Ryu 4.34 has no parser for packet-outs or barrier
-requests (a switch never sends them), so those two are decoded here.
+message classes.  Ryu 4.34 has no parser for packet-outs, meter-mods or
+barrier requests (a switch never sends them), so those are decoded here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _HEADER = struct.Struct("!BBHI")
 OFPT_PACKET_OUT = 13
 OFPT_FLOW_MOD = 14
 OFPT_BARRIER_REQUEST = 20
+OFPT_METER_MOD = 29
 
 
 def decode_messages(datapath: Any, data: bytes) -> list[Any]:
@@ -44,6 +45,15 @@ def decode_messages(datapath: Any, data: bytes) -> list[Any]:
             message = parser.OFPPacketOut(
                 datapath, buffer_id, in_port, actions, data=buf[24 + actions_len :]
             )
+        elif msg_type == OFPT_METER_MOD:
+            command, flags, meter_id = struct.unpack_from("!HHI", buf, 8)
+            bands = []
+            position = 16
+            while position < length:
+                band = parser.OFPMeterBandHeader.parser(buf, position)
+                bands.append(band)
+                position += band.len
+            message = parser.OFPMeterMod(datapath, command, flags, meter_id, bands)
         elif msg_type == OFPT_BARRIER_REQUEST:
             assert length == 8
             message = parser.OFPBarrierRequest(datapath)

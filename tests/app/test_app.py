@@ -311,7 +311,9 @@ def test_port_desc_installs_the_pipeline_then_asks_for_flow_stats(app: app_modul
     ]
     assert sorted(match_of(m)["in_port"] for m in punts) == [1, 2]
     for m in punts:
-        [instruction] = m.to_jsondict()["OFPFlowMod"]["instructions"]
+        # Through the neighbour-discovery punt meter, then to the controller.
+        meter, instruction = m.to_jsondict()["OFPFlowMod"]["instructions"]
+        assert meter["OFPInstructionMeter"]["meter_id"] > 0
         [action] = instruction["OFPInstructionActions"]["actions"]
         assert action["OFPActionOutput"]["port"] == ofproto_v1_3.OFPP_CONTROLLER
     [default_route] = [
@@ -334,9 +336,18 @@ def test_port_desc_installs_the_pipeline_then_asks_for_flow_stats(app: app_modul
         ("eth_dst", CORE_MAC),
     }
     assert actions[-1].port == CORE_A
-    # Only flows, then last the flow-stats request for every FAMA flow: no RA yet.
+    # Meters (deleted, then added, each step behind a barrier), flows, then last
+    # the flow-stats request for every FAMA flow: no RA yet.
     assert packet_outs(sent) == []
-    assert sent[:-1] == mods
+    kinds = [type(m).__name__ for m in sent]
+    assert kinds == ["OFPMeterMod"] * 4 + ["OFPBarrierRequest"] + ["OFPMeterMod"] * 4 + [
+        "OFPBarrierRequest"
+    ] + ["OFPFlowMod"] * len(mods) + ["OFPFlowStatsRequest"]
+    meters = [m for m in sent if isinstance(m, parser.OFPMeterMod)]
+    assert [m.command for m in meters] == [ofproto_v1_3.OFPMC_DELETE] * 4 + [
+        ofproto_v1_3.OFPMC_ADD
+    ] * 4
+    assert all(len(m.bands) == 1 and m.bands[0].rate > 0 for m in meters[4:])
     stats = sent[-1]
     assert isinstance(stats, parser.OFPFlowStatsRequest)
     assert stats.cookie == FAMA_COOKIE_OWNER << 48 and stats.cookie_mask == OWNER_MASK

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from dar_rig import Rig
+from dar_rig import T0, Rig
 from mn_factory import ANCHOR, COA_1, COA_2, PREFIX_HOME, PREFIX_HOME_2, MobileNode, addr
 from test_mh_rejections import fix_checksum
 
@@ -320,3 +320,37 @@ def reply_kind(frame: bytes) -> str:
         return "binding_error"
     assert isinstance(message, mh.BindingAck), message
     return f"ba_{message.status}"
+
+
+# ---------------------------------------------------------------- no reflector
+
+
+def test_refusals_of_forged_bus_share_the_error_reply_budget(rig: Rig) -> None:
+    """Forged CGA BUs (a bad signature, so 148 after one verification) from spoofed
+    sources: at most 10 refusals per destination and 100 in all each second, so the
+    DAR cannot be turned into a reflector at a victim or at many."""
+    mn = MobileNode.create()
+    good = mn.first_bu(1, COA_1)
+    forged = fix_checksum(good[:-8] + bytes(8))  # the signature's last bytes
+    answered = sum(len(rig.send(forged, now=T0 + n / 1000).replies) for n in range(50))
+    assert answered == 10
+    assert rig.dar.counters["error_reply_suppressed"] == 40
+    assert rig.dar.counters["ba_status:148"] == 50  # every one was judged and counted
+    sources = [addr(f"2001:db8:{n + 0x100:x}::7") for n in range(150)]
+    spoofed = 0
+    for n, source in enumerate(sources):
+        bu = bytearray(forged)
+        bu[8:24] = source  # the IPv6 source: the BA's destination
+        spoofed += len(rig.send(fix_checksum(bytes(bu)), now=T0 + 0.1 + n / 10_000).replies)
+    # The shared bucket: 100 at once plus 100/s over the 0.115 s of the test, minus
+    # the 10 the first destination took; not 150 (one per spoofed source).
+    assert 80 <= spoofed <= 100 + 12 - 10
+
+
+def test_a_legitimate_bu_after_the_flood_is_still_accepted(rig: Rig) -> None:
+    mn = MobileNode.create()
+    forged = fix_checksum(mn.first_bu(1, COA_1)[:-8] + bytes(8))
+    for n in range(30):
+        rig.send(forged, now=T0 + n / 1000)
+    ack = rig.send(mn.first_bu(2, COA_1), now=T0 + 0.05).binding_ack()
+    assert ack.status == 0  # acceptances are never rationed by the error budget
