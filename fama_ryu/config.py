@@ -283,7 +283,12 @@ def parse_domain(data: object, source: str) -> DomainConfig:
 # ---------------------------------------------------------------- YAML reading
 
 
-class _DomainLoader(yaml.SafeLoader):
+# libyaml's parser when PyYAML has it: the pure-Python one spends 100 ms and
+# more on a few hundred bytes of nested brackets (found by fuzz/fuzz_config.py).
+_SAFE_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _DomainLoader(_SAFE_LOADER):  # type: ignore[valid-type,misc]
     """SafeLoader without YAML 1.1's octal and base-60 integers, refusing duplicate keys."""
 
     yaml_implicit_resolvers = {

@@ -35,20 +35,8 @@ def _runner() -> ModuleType:
     return module
 
 
-CONFIG_SLOW_YAML = pytest.mark.xfail(
-    reason=(
-        "fama_ryu/config.py: a domain file of ~700 bytes of nested '[' takes 60-125 ms in "
-        "the pure-Python YAML composer (fuzz finding; fix: a C-accelerated loader or a "
-        "nesting cap before parsing)"
-    ),
-    strict=False,
-)
-
-
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize(
-    "target", ["mh_frame", "cga", pytest.param("config", marks=CONFIG_SLOW_YAML), "rest"]
-)
+@pytest.mark.parametrize("target", ["mh_frame", "cga", "config", "rest"])
 def test_target_survives_200k_executions(target: str, tmp_path: Path) -> None:
     result = _runner().run_target(
         target, CI_RUNS, MAX_INPUT_MS, seed=1, artifacts=tmp_path, verbose=False

@@ -686,9 +686,10 @@ def test_non_utf8_file(tmp_path: Path) -> None:
 def test_control_character_has_line_and_column(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_domain(write(tmp_path, 'dars:\n  - name: "d\x00"\n'))
-    assert raised.value.errors == [
-        "line 2, column 13: character #x0000: special characters are not allowed"
-    ]
+    [error] = raised.value.errors
+    # libyaml says "control characters", PyYAML's Python reader "special characters".
+    assert error.startswith("line 2, column 13: character #x0000: ")
+    assert error.endswith(" characters are not allowed")
 
 
 def test_deeply_nested_yaml(tmp_path: Path) -> None:
