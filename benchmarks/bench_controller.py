@@ -338,7 +338,7 @@ async def fama_rounds(args: argparse.Namespace, ofp_port: int, pid: int) -> dict
     """Throughput then latency for CGA, PHKT and deregistration BUs, R rounds."""
     recorder = Recorder(Counter(), frames=[])
     switches = {
-        dpid: EmulatedSwitch(dpid, port_names(dpid), recorder, ready_on="flow_stats")
+        dpid: EmulatedSwitch(dpid, port_names(dpid), recorder, ready_on="sweep")
         for dpid in range(1, args.switches + 1)
     }
     await connect(HOST, ofp_port, list(switches.values()))

@@ -231,7 +231,7 @@ class FlowTableSwitch(EmulatedSwitch):
         super().__post_init__()
         self.connected_at: float | None = None
         self.first_flow_mod_at: float | None = None
-        self.stats_request_at: float | None = None
+        self.sweep_at: float | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.connected_at = time.perf_counter()
@@ -243,6 +243,12 @@ class FlowTableSwitch(EmulatedSwitch):
             if self.first_flow_mod_at is None:
                 self.first_flow_mod_at = time.perf_counter()
             self.table.apply(buffer[offset : offset + length])
+            table_id, command = buffer[offset + 24], buffer[offset + 25]
+            if table_id == OFPTT_ALL and command == OFPFC_DELETE:
+                # The deletes of other generations end the controller's setup.
+                if self.sweep_at is None:
+                    self.sweep_at = time.perf_counter()
+                self.ready.set()
             return
         if (
             msg_type == OFPT_MULTIPART_REQUEST
@@ -252,10 +258,8 @@ class FlowTableSwitch(EmulatedSwitch):
                 buffer, offset + 8
             )
             self.counts["flow_stats_request"] += 1
-            self.stats_request_at = time.perf_counter()
             for reply in self.table.stats_replies(xid, table_id, cookie, cookie_mask):
                 self._send(reply)
-            self.ready.set()
             return
         super()._handle(msg_type, xid, buffer, offset, length)
 
@@ -460,7 +464,7 @@ async def restart(
             str(dpid): {
                 "connected_s": since_start(switch.connected_at),
                 "first_flow_mod_s": since_start(switch.first_flow_mod_at),
-                "flow_stats_request_s": since_start(switch.stats_request_at),
+                "sweep_sent_s": since_start(switch.sweep_at),
                 "reconciled_s": since_start(reconciled_at.get(dpid)),
                 "flow_mods_received": switch.counts["flow_mod"],
                 "barriers_received": switch.counts["barrier"],

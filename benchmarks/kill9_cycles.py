@@ -10,9 +10,9 @@ outlive every controller, as an Open vSwitch bridge's do with
 1. starts the controller, armed through ``FAMA_CRASH_POINTS`` with the
    cycle's crash point (:mod:`fama_ryu.crash_points`), or unarmed for an
    external kill;
-2. waits for every switch to be reconciled: the flow-stats request came and
-   every FAMA flow the switch holds carries one generation, newer than any
-   it held before;
+2. waits for every switch to be reconciled: the deletes of other flow
+   generations came and every FAMA flow the switch holds carries one
+   generation, newer than any it held before;
 3. checks the invariants below against every Binding Ack received so far;
 4. runs a BU load at ``--rate`` BU/s from M emulated mobile nodes: first CGA
    BUs (RSA-1024), PHKT BUs moving to a new CoA or refreshing the same one,
@@ -26,8 +26,8 @@ outlive every controller, as an Open vSwitch bridge's do with
 A last, unarmed start checks after the last kill.  Crash points:
 ``before_commit`` (decided, nothing persisted), ``after_commit`` (persisted,
 no flow-mod sent, no BA), ``before_ba`` (flows acknowledged by the switch's
-barrier, BA not sent), ``during_reconcile`` (a reconnected switch got the new
-flow generation, the old one not yet deleted).  "After the BA, before the
+barrier, BA not sent), ``during_reconcile`` (a reconnected switch was sent the
+new flow generation and the deletes of the others, nothing else yet).  "After the BA, before the
 flow-mods" does not exist: the BA only leaves once the barrier after the
 binding's flow-mods is answered (P12).
 

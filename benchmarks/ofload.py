@@ -46,6 +46,8 @@ OFPT_BARRIER_REQUEST = 20
 OFPT_BARRIER_REPLY = 21
 
 OFPMP_FLOW = 1
+OFPTT_ALL = 0xFF
+OFPFC_DELETE = 3
 OFPMP_PORT_DESC = 13
 OFP_NO_BUFFER = 0xFFFFFFFF
 
@@ -140,7 +142,9 @@ class EmulatedSwitch(asyncio.Protocol):
     match_reply: MatchReply
     counts: Counter[str] = field(default_factory=Counter)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    ready_on: str = "flow_stats"  # or "flow_mod": what tells the app has set us up
+    # What tells that the app has set us up: "sweep", the deletes of other flow
+    # generations that end its setup, or "flow_mod", any flow-mod (other apps).
+    ready_on: str = "sweep"
     keep_frames: bool = False
     frames: list[bytes] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
@@ -191,7 +195,9 @@ class EmulatedSwitch(asyncio.Protocol):
         counts = self.counts
         if msg_type == OFPT_FLOW_MOD:
             counts["flow_mod"] += 1
-            if self.ready_on == "flow_mod":
+            table_id, command = buffer[offset + 24], buffer[offset + 25]
+            sweep = table_id == OFPTT_ALL and command == OFPFC_DELETE
+            if self.ready_on == "flow_mod" or (self.ready_on == "sweep" and sweep):
                 self.ready.set()
         elif msg_type == OFPT_PACKET_OUT:
             counts["packet_out"] += 1
@@ -214,8 +220,6 @@ class EmulatedSwitch(asyncio.Protocol):
             elif kind == OFPMP_FLOW:
                 counts["flow_stats_request"] += 1
                 self._send(message(OFPT_MULTIPART_REPLY, xid, struct.pack("!HH4x", OFPMP_FLOW, 0)))
-                if self.ready_on == "flow_stats":
-                    self.ready.set()
             else:
                 counts[f"multipart_request_{kind}"] += 1
         elif msg_type == OFPT_ERROR:

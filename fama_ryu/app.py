@@ -40,7 +40,6 @@ from fama_ryu.binding_cache import BindingCache
 from fama_ryu.dar import Dar, PacketOut, Work
 from fama_ryu.store import SqliteBindingStore, StoreError
 from openflow_pipelines import wire
-from openflow_pipelines.cookies import FAMA_COOKIE_OWNER, OWNER_MASK, decode_cookie
 from openflow_pipelines.model import FlowMod, FlowStep
 
 eventlet_compat.apply()
@@ -126,22 +125,6 @@ class FamaApp(app_manager.RyuApp):
         )
         self._execute_now(dar, work)
         crash_points.reached("during_reconcile")
-        # Reinstalled with the new generation: now find and remove older ones.
-        datapath.send_msg(
-            ofp_shim.flow_stats_request(datapath, FAMA_COOKIE_OWNER << 48, OWNER_MASK)
-        )
-
-    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
-    def _flow_stats(self, event: Any) -> None:
-        dar = self.dars.get(event.msg.datapath.id)
-        if dar is None:
-            return
-        generations = set()
-        for stat in event.msg.body:
-            fields = decode_cookie(stat.cookie)
-            if fields is not None:
-                generations.add(fields.generation)
-        self._send_steps(dar, dar.stale_generation_cleanup(generations))
 
     @set_ev_cls(ofp_event.EventOFPStateChange, DEAD_DISPATCHER)
     def _switch_gone(self, event: Any) -> None:

@@ -9,8 +9,9 @@ BU pipeline exercises windows an external ``kill -9`` seldom hits:
 * ``before_commit``: a BU decided, nothing persisted;
 * ``after_commit``: persisted, no flow sent, no BA;
 * ``before_ba``: flows acknowledged by the switch's barrier, BA not sent;
-* ``during_reconcile``: a reconnected switch got the new flow generation,
-  the old one is not yet deleted.
+* ``during_reconcile``: a reconnected switch was sent the new flow
+  generation and the deletes of the older ones; nothing else happened yet
+  (no Router Advertisement, no expiry).
 
 (The Binding Ack never precedes its flows, P12, so there is no "after BA,
 before flow-mods" window.)

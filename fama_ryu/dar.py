@@ -23,7 +23,8 @@ from fama_ryu.config import DarConfig, DomainConfig
 from fama_ryu.home_agent import CARE_OF_TEST_REASON, Decision, HomeAgent, Verdict
 from openflow_pipelines import dar_flows
 from openflow_pipelines.dar_config import DarPipelineConfig
-from openflow_pipelines.model import FlowStep, ipv6_text
+from openflow_pipelines.model import Barrier, FlowStep, ipv6_text
+from openflow_pipelines.wire import merge_phases
 
 LOG = logging.getLogger(__name__)
 
@@ -217,21 +218,28 @@ class Dar:
     def connect(self, ports_by_name: dict[str, int], generation: int, now: float) -> Work:
         """The switch connected: install the pipeline and every binding (reconcile).
 
-        Flows are (re)installed with ``generation``; the shim then removes
-        flows of older generations (:func:`stale_generation_cleanup`), so
-        traffic keeps flowing through the switch's old rules meanwhile.
+        Flows are (re)installed with ``generation`` (an ADD replaces the
+        same flow of an older generation), then, behind a barrier, whatever
+        is left of other generations is deleted: traffic keeps flowing
+        through the switch's old rules meanwhile.  The bindings' rules go
+        phase by phase (every decap rule, a barrier, every encap rule), not
+        with a barrier per binding.
         """
         self.pipeline = self.resolve_ports(ports_by_name)
         self.generation = generation
         work = Work(flow_steps=dar_flows.pipeline_setup(self.pipeline, generation))
-        for binding in self.home_agent.cache:
-            work.flow_steps += dar_flows.install_binding(
+        binding_phases = merge_phases(
+            dar_flows.install_binding(
                 self.pipeline,
                 _text(binding.hoa),
                 _text(binding.coa),
                 generation,
                 self._expires_in(binding, now),
             )
+            for binding in self.home_agent.cache
+        )
+        for phase in binding_phases:
+            work.flow_steps += [Barrier(), *phase]
         for address, neighbor in self.neighbors.items():
             # Link-local neighbours (learnt from every RS) get no host route, as
             # in _learn: install_host refuses them, and the ValueError left the
@@ -239,6 +247,10 @@ class Dar:
             # controller/OVS integration test, test_2c).
             if neighbor.port in self.pipeline.access_ports and not _is_link_local(address):
                 work.flow_steps += self._host_flows(address, neighbor)
+        work.flow_steps += [
+            Barrier(),
+            *dar_flows.delete_other_generations(self.pipeline, generation),
+        ]
         # The next tick sends the first RA and expires what expired while the
         # switch was away: kept out of this work so that a store failure can
         # never keep the pipeline from being installed.
@@ -248,17 +260,6 @@ class Dar:
     def disconnect(self) -> None:
         self.pipeline = None
         self._next_ra_at = None
-
-    def stale_generation_cleanup(self, generations_seen: Iterable[int]) -> list[FlowStep]:
-        """Deletes for every FAMA flow generation found in the switch but the current."""
-        if self.pipeline is None:
-            return []
-        pipeline = self.pipeline
-        return [
-            step
-            for generation in sorted(set(generations_seen) - {self.generation})
-            for step in dar_flows.delete_generation(pipeline, generation)
-        ]
 
     # ------------------------------------------------------------ events
 

@@ -73,20 +73,6 @@ def port_desc_request(datapath: Any) -> Any:
     return parser.OFPPortDescStatsRequest(datapath, 0)
 
 
-def flow_stats_request(datapath: Any, cookie: int, cookie_mask: int) -> Any:
-    """Flows of every table whose cookie matches ``cookie`` under ``cookie_mask``."""
-    return parser.OFPFlowStatsRequest(
-        datapath,
-        0,
-        ofp.OFPTT_ALL,
-        ofp.OFPP_ANY,
-        ofp.OFPG_ANY,
-        cookie,
-        cookie_mask,
-        parser.OFPMatch(),
-    )
-
-
 def next_xid(datapath: Any) -> int:
     """A transaction id from the connection's sequence, as Ryu's own messages get."""
     datapath.xid = (datapath.xid + 1) & ofp.MAX_XID

@@ -9,8 +9,10 @@ Layout of the 64-bit cookie (most significant bit first)::
 
 After a restart the controller reinstalls everything it wants with
 generation G+1 (an ADD with an identical match and priority replaces the
-old flow, cookie included), then deletes what is left of generation G with
-one cookie-masked delete: traffic keeps flowing throughout.
+old flow, cookie included), then deletes what is left of every other
+generation with 32 cookie-masked deletes (:func:`other_generations_filters`),
+without asking the switch which generations it holds: traffic keeps
+flowing throughout.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ _KIND_SHIFT = 40
 OWNER_MASK = 0xFFFF << _OWNER_SHIFT
 KIND_MASK = 0xFF << _KIND_SHIFT
 GENERATION_MASK = 0xFFFF_FFFF
+_RESERVED_MASK = 0xFF << 32
 MAX_GENERATION = GENERATION_MASK
 
 
@@ -60,10 +63,22 @@ def kind_filter(kind: FlowKind) -> tuple[int, int]:
     return encode_cookie(kind, 0), OWNER_MASK | KIND_MASK
 
 
-def generation_filter(generation: int) -> tuple[int, int]:
-    """``(cookie, cookie_mask)`` selecting FAMA flows of ``generation``, any kind."""
+def other_generations_filters(generation: int) -> list[tuple[int, int]]:
+    """``(cookie, cookie_mask)`` pairs that together select every FAMA flow of any kind
+    and any generation but ``generation``.
+
+    Cookie masks test equality under a mask, never inequality; the other
+    generations are the 32 sets that agree with ``generation`` above bit *i*
+    and differ at bit *i*, one masked prefix each.
+    """
     _check_generation(generation)
-    return (FAMA_COOKIE_OWNER << _OWNER_SHIFT) | generation, OWNER_MASK | GENERATION_MASK
+    owner = (FAMA_COOKIE_OWNER << _OWNER_SHIFT, OWNER_MASK | _RESERVED_MASK)
+    filters = []
+    for bit in range(32):
+        prefix_mask = GENERATION_MASK & ~((1 << bit) - 1)
+        value = (generation ^ (1 << bit)) & prefix_mask
+        filters.append((owner[0] | value, owner[1] | prefix_mask))
+    return filters
 
 
 def _check_generation(generation: int) -> None:

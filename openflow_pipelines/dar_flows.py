@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from openflow_pipelines.cookies import (
     FlowKind,
     encode_cookie,
-    generation_filter,
     kind_filter,
+    other_generations_filters,
 )
 from openflow_pipelines.dar_config import PUNT_BURST_FRACTION, DarPipelineConfig
 from openflow_pipelines.dar_pipeline import (
@@ -540,18 +540,23 @@ def delete_host(dar: DarPipelineConfig, address: str) -> list[FlowMod]:
     return [_delete_strict(dar, _host_slot(dar, address), FlowKind.HOST)]
 
 
-def delete_generation(dar: DarPipelineConfig, generation: int) -> list[FlowMod]:
-    """Delete every FAMA flow of ``generation`` in every table, after reinstalling with the next.
+def delete_other_generations(dar: DarPipelineConfig, generation: int) -> list[FlowMod]:
+    """Delete every FAMA flow not of ``generation``, in every table: after a reinstall.
 
-    A non-strict delete costs time linear in the table size in OVS: use it
-    once after a restart, not per binding.
+    32 non-strict deletes (cookie-masked, see ``cookies``): each costs OVS
+    time linear in its tables, so this runs once per connection, never per
+    binding; no flow-stats round trip is needed to find old generations.
     """
-    cookie, cookie_mask = generation_filter(generation)
-    flow_mod = FlowMod(
-        table_id=ALL_TABLES,
-        command=Command.DELETE,
-        match=Match(),
-        cookie=cookie,
-        cookie_mask=cookie_mask,
-    )
-    return [DAR_PIPELINE.check(flow_mod, dar.port_role)]
+    return [
+        DAR_PIPELINE.check(
+            FlowMod(
+                table_id=ALL_TABLES,
+                command=Command.DELETE,
+                match=Match(),
+                cookie=cookie,
+                cookie_mask=cookie_mask,
+            ),
+            dar.port_role,
+        )
+        for cookie, cookie_mask in other_generations_filters(generation)
+    ]

@@ -116,9 +116,11 @@ SHIM_NOTES = """\
 - `MeterMod` -> `OFPMeterMod(command, flags, meter_id, [OFPMeterBandDrop(rate,
   burst_size)])`; a `FlowMod` with `meter_id` gets `OFPInstructionMeter(meter_id)`
   before its other instructions.
-- After a controller restart with generation G+1: `pipeline_setup(dar, G+1)`,
-  every stored binding and host with G+1, a barrier, then
-  `delete_generation(dar, G)`.
+- At every switch connection with generation G: `pipeline_setup(dar, G)`,
+  every stored binding (decap rules, a barrier, encap rules) and host with
+  G, a barrier, then `delete_other_generations(dar, G)`: 32 cookie-masked
+  deletes that remove whatever an earlier generation left, with no
+  flow-stats round trip.
 - Packet-outs (RA, NA, BA, NS) name their output port; the pipeline has no
   flow for packets from the controller port, so `OFPP_TABLE` drops them.
 - Leave `OFPC_INVALID_TTL_TO_CONTROLLER` off: packets whose hop limit runs out
@@ -157,9 +159,9 @@ def _example_section() -> list[str]:
         f"`delete_binding(dar, '{hoa}', '{new_coa}')`:",
         "",
         *_steps_block(list(dar_flows.delete_binding(dar, hoa, new_coa))),
-        "`delete_generation(dar, 1)`:",
+        "`delete_other_generations(dar, 6)` (the first three of 32):",
         "",
-        *_steps_block(list(dar_flows.delete_generation(dar, 1))),
+        *_steps_block(list(dar_flows.delete_other_generations(dar, 6))[:3]),
     ]
 
 

@@ -35,12 +35,10 @@ import fama_ryu.app as app_module
 from fama_ryu import mh
 from fama_ryu.store import StoreError
 from openflow_pipelines.cookies import (
-    FAMA_COOKIE_OWNER,
-    OWNER_MASK,
     FlowKind,
     decode_cookie,
     encode_cookie,
-    generation_filter,
+    other_generations_filters,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
@@ -285,15 +283,17 @@ def match_of(flow_mod: Any) -> dict[str, Any]:
     return {field["OXMTlv"]["field"]: field["OXMTlv"]["value"] for field in fields}
 
 
-def test_port_desc_installs_the_pipeline_then_asks_for_flow_stats(app: app_module.FamaApp) -> None:
+def test_port_desc_installs_the_pipeline_then_sweeps_other_generations(
+    app: app_module.FamaApp,
+) -> None:
     datapath = FakeDatapath(DPID_A)
     app._switch_features(event(datapath))
     datapath.take()
     app._port_desc(port_desc_event(datapath, {**PORTS_A, "unrelated": 77}))
     sent = datapath.take()
-    mods = flow_mods(sent)
-    assert len(mods) > 20
-    assert all(m.command == ofproto_v1_3.OFPFC_ADD for m in mods)
+    mods = [m for m in flow_mods(sent) if m.command == ofproto_v1_3.OFPFC_ADD]
+    sweep = [m for m in flow_mods(sent) if m.command == ofproto_v1_3.OFPFC_DELETE]
+    assert len(mods) > 20 and len(sweep) == 32
     assert {m.cookie for m in mods} == {encode_cookie(FlowKind.PIPELINE, 1)}
     # A few flows in the OpenFlow encoding: ports resolved from their names.
     jsons = [m.to_jsondict()["OFPFlowMod"] for m in mods]
@@ -336,22 +336,27 @@ def test_port_desc_installs_the_pipeline_then_asks_for_flow_stats(app: app_modul
         ("eth_dst", CORE_MAC),
     }
     assert actions[-1].port == CORE_A
-    # Meters (deleted, then added, each step behind a barrier), flows, then last
-    # the flow-stats request for every FAMA flow: no RA yet.
+    # Meters (deleted, then added, each step behind a barrier), flows, a barrier,
+    # then the deletes of every other generation: no RA yet, no stats request.
     assert packet_outs(sent) == []
     kinds = [type(m).__name__ for m in sent]
-    assert kinds == ["OFPMeterMod"] * 4 + ["OFPBarrierRequest"] + ["OFPMeterMod"] * 4 + [
-        "OFPBarrierRequest"
-    ] + ["OFPFlowMod"] * len(mods) + ["OFPFlowStatsRequest"]
+    assert (
+        kinds
+        == ["OFPMeterMod"] * 4
+        + ["OFPBarrierRequest"]
+        + ["OFPMeterMod"] * 4
+        + ["OFPBarrierRequest"]
+        + ["OFPFlowMod"] * len(mods)
+        + ["OFPBarrierRequest"]
+        + ["OFPFlowMod"] * 32
+    )
     meters = [m for m in sent if isinstance(m, parser.OFPMeterMod)]
     assert [m.command for m in meters] == [ofproto_v1_3.OFPMC_DELETE] * 4 + [
         ofproto_v1_3.OFPMC_ADD
     ] * 4
     assert all(len(m.bands) == 1 and m.bands[0].rate > 0 for m in meters[4:])
-    stats = sent[-1]
-    assert isinstance(stats, parser.OFPFlowStatsRequest)
-    assert stats.cookie == FAMA_COOKIE_OWNER << 48 and stats.cookie_mask == OWNER_MASK
-    assert stats.table_id == ofproto_v1_3.OFPTT_ALL
+    assert [(m.cookie, m.cookie_mask) for m in sweep] == other_generations_filters(1)
+    assert all(m.table_id == ofproto_v1_3.OFPTT_ALL for m in sweep)
     dar = app.dars[DPID_A]
     assert app.datapaths[DPID_A] is datapath and dar.connected
     # The next tick sends the unsolicited RAs out both access ports, and nothing else.
@@ -373,7 +378,7 @@ def test_port_desc_without_a_configured_port_leaves_the_switch_alone(
     assert any("a-gre" in record.getMessage() for record in caplog.records)
 
 
-def test_flow_stats_reply_deletes_older_generations_only(
+def test_every_connection_ends_with_deletes_of_every_other_generation(
     harness: Harness, app: app_module.FamaApp
 ) -> None:
     first = harness.connect(app)
@@ -381,31 +386,15 @@ def test_flow_stats_reply_deletes_older_generations_only(
     second = harness.connect(app)
     third = harness.connect(app)  # a reconnect without a DEAD event in between
     assert app.dars[DPID_A].generation == 3 and app.datapaths[DPID_A] is third
-    third.take()
-    cookies = [
-        encode_cookie(FlowKind.PIPELINE, 1),
-        encode_cookie(FlowKind.BINDING, 2),
-        encode_cookie(FlowKind.HOST, 3),
-        encode_cookie(FlowKind.PIPELINE, 3),
-        0x1234,  # another controller's flow
-    ]
-    body = [SimpleNamespace(cookie=cookie) for cookie in cookies]
-    app._flow_stats(event(third, body=body))
-    deletes = flow_mods(third.take())
-    assert [(m.command, m.table_id) for m in deletes] == [
-        (ofproto_v1_3.OFPFC_DELETE, ofproto_v1_3.OFPTT_ALL)
-    ] * 2
-    assert [(m.cookie, m.cookie_mask) for m in deletes] == [
-        generation_filter(1),
-        generation_filter(2),
-    ]
+    for datapath, generation in ((first, 1), (second, 2), (third, 3)):
+        sent = datapath.take()
+        deletes = [m for m in flow_mods(sent) if m.command == ofproto_v1_3.OFPFC_DELETE]
+        assert [(m.cookie, m.cookie_mask) for m in deletes] == other_generations_filters(generation)
+        assert all(m.table_id == ofproto_v1_3.OFPTT_ALL for m in deletes)
+        # Behind a barrier, after every flow of the new generation: the last messages.
+        assert sent[-len(deletes) :] == deletes
+        assert isinstance(sent[-len(deletes) - 1], parser.OFPBarrierRequest)
     assert second is not third
-
-
-def test_flow_stats_reply_of_an_unknown_switch_is_ignored(app: app_module.FamaApp) -> None:
-    datapath = FakeDatapath(DPID_UNKNOWN)
-    app._flow_stats(event(datapath, body=[SimpleNamespace(cookie=encode_cookie(FlowKind.HOST, 1))]))
-    assert datapath.sent == []
 
 
 # ---------------------------------------------------------------- Binding Updates through the app
@@ -673,8 +662,9 @@ def test_store_failure_at_reconnection_still_installs_the_pipeline(
     again.take()
     app._port_desc(port_desc_event(again, PORTS_A))
     sent = again.take()
-    mods = flow_mods(sent)
-    assert all(m.command == ofproto_v1_3.OFPFC_ADD for m in mods)
+    mods = [m for m in flow_mods(sent) if m.command == ofproto_v1_3.OFPFC_ADD]
+    # Only the reinstall and the sweep of other generations: nothing removed yet.
+    assert len(flow_mods(sent)) == len(mods) + 32
     pipeline = [m for m in mods if m.cookie == encode_cookie(FlowKind.PIPELINE, 2)]
     assert len(pipeline) > 20
     # The binding is reinstalled with the new generation until its removal is stored.
@@ -682,7 +672,6 @@ def test_store_failure_at_reconnection_still_installs_the_pipeline(
     assert {match_of(m).get("tun_ipv6_src") for m in binding_mods} >= {
         str(ipaddress.IPv6Address(COA_1))
     }
-    assert isinstance(sent[-1], parser.OFPFlowStatsRequest)
     dar = app.dars[DPID_A]
     assert app.datapaths[DPID_A] is again and dar.connected
     # The next tick expires the binding: the store refuses, so its flows stay.

@@ -109,7 +109,7 @@ ALL_FLOWS = [
     *dar_flows.delete_binding(DAR, HOA, COA),
     *dar_flows.install_host(DAR, "2001:db8:1::100", MN_MAC, ACCESS_PORT_1, GENERATION),
     *dar_flows.delete_host(DAR, "2001:db8:1::100"),
-    *dar_flows.delete_generation(DAR, GENERATION),
+    *dar_flows.delete_other_generations(DAR, GENERATION),
 ]
 
 

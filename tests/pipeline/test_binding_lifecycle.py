@@ -39,7 +39,7 @@ from openflow_pipelines.dar_flows import (
     checked_delete_binding,
     checked_install_binding,
     delete_binding,
-    delete_generation,
+    delete_other_generations,
     install_binding,
     install_host,
     replace_binding,
@@ -200,27 +200,36 @@ def test_delete_binding_spares_an_identical_flow_of_another_owner() -> None:
     assert foreign in switch.flows()
 
 
-def test_delete_generation_removes_that_generation_only() -> None:
-    switch = populated_switch()  # generation 1 everywhere
-    # Restart: reinstall what the store still holds with generation 2 ...
-    switch.apply_all(base_flows(DAR, 2))
-    switch.apply_all(install_binding(DAR, HOA, COA, 2, LIFETIME_S))
-    switch.apply_all(install_host(DAR, ATTACHED_MN, MN_MAC, ACCESS_PORT_1, 2))
-    # ... then sweep generation 1: OTHER_HOA's binding was not in the store.
-    switch.apply_all(delete_generation(DAR, 1))
+@pytest.mark.parametrize("old", [1, 2, 0x7FFF_FFFF, 0xFFFF_FFFE])
+def test_delete_other_generations_leaves_only_the_new_one(old: int) -> None:
+    new = old + 1
+    switch = FakeSwitch()
+    switch.apply_all(base_flows(DAR, old))
+    switch.apply_all(install_binding(DAR, HOA, COA, old, LIFETIME_S))
+    switch.apply_all(install_binding(DAR, OTHER_HOA, OTHER_COA, old, LIFETIME_S))
+    switch.apply_all(install_host(DAR, ATTACHED_MN, MN_MAC, ACCESS_PORT_1, old))
+    # Restart: reinstall what the store still holds with the new generation ...
+    switch.apply_all(base_flows(DAR, new))
+    switch.apply_all(install_binding(DAR, HOA, COA, new, LIFETIME_S))
+    switch.apply_all(install_host(DAR, ATTACHED_MN, MN_MAC, ACCESS_PORT_1, new))
+    # ... then sweep every other generation: OTHER_HOA's binding was not in the store.
+    switch.apply_all(delete_other_generations(DAR, new))
     generations = {decode_cookie(flow.cookie) for flow in switch.flows()}
-    assert {fields.generation for fields in generations if fields} == {2}
+    assert {fields.generation for fields in generations if fields} == {new}
     assert None not in generations
     assert tunnelled_to(switch, from_core()) == [COA]
     assert tunnelled_to(switch, from_core(OTHER_HOA)) == []
     assert switch.process(ipv6(CORE_PORT, CORRESPONDENT, ATTACHED_MN)).ports == (ACCESS_PORT_1,)
 
 
-def test_delete_generation_spares_other_owners() -> None:
+def test_delete_other_generations_spares_other_owners_and_the_current_generation() -> None:
     switch = populated_switch()
     foreign = FlowMod(3, Command.ADD, populated_switch().flows(3)[0].match, 4000, cookie=GENERATION)
     switch.apply(foreign)
-    switch.apply_all(delete_generation(DAR, GENERATION))
+    before = switch.flows()
+    switch.apply_all(delete_other_generations(DAR, GENERATION))
+    assert switch.flows() == before
+    switch.apply_all(delete_other_generations(DAR, GENERATION + 1))
     assert switch.flows() == [foreign]
 
 

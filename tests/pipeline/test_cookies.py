@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from openflow_pipelines.cookies import (
     FAMA_COOKIE_OWNER,
     MAX_GENERATION,
+    OWNER_MASK,
     CookieFields,
     FlowKind,
     decode_cookie,
     encode_cookie,
-    generation_filter,
     kind_filter,
+    other_generations_filters,
 )
 
 
@@ -36,13 +39,6 @@ def test_unknown_kind_decodes_to_none() -> None:
     assert decode_cookie((FAMA_COOKIE_OWNER << 48) | (0x7F << 40)) is None
 
 
-def test_generation_filter_selects_one_generation_of_any_kind() -> None:
-    cookie, mask = generation_filter(7)
-    for kind in FlowKind:
-        assert encode_cookie(kind, 7) & mask == cookie & mask
-        assert encode_cookie(kind, 8) & mask != cookie & mask
-
-
 def test_kind_filter_selects_one_kind_of_any_generation() -> None:
     cookie, mask = kind_filter(FlowKind.BINDING)
     assert encode_cookie(FlowKind.BINDING, 12345) & mask == cookie & mask
@@ -54,4 +50,25 @@ def test_generation_must_fit_32_bits(generation: int) -> None:
     with pytest.raises(ValueError):
         encode_cookie(FlowKind.PIPELINE, generation)
     with pytest.raises(ValueError):
-        generation_filter(generation)
+        other_generations_filters(generation)
+
+
+@given(
+    generation=st.integers(min_value=0, max_value=MAX_GENERATION),
+    other=st.integers(min_value=0, max_value=MAX_GENERATION),
+    kind=st.sampled_from(list(FlowKind)),
+)
+def test_other_generations_filters_select_exactly_the_other_generations(
+    generation: int, other: int, kind: FlowKind
+) -> None:
+    cookie = encode_cookie(kind, other)
+    filters = other_generations_filters(generation)
+    assert len(filters) == 32
+    selected = [value for value, mask in filters if cookie & mask == value]
+    assert len(selected) == (0 if other == generation else 1)  # disjoint, and complete
+
+
+def test_other_generations_filters_never_select_other_owners() -> None:
+    for value, mask in other_generations_filters(5):
+        assert mask & OWNER_MASK == OWNER_MASK and value >> 48 == 0xFA4D
+        assert (0x1234 << 48 | 4) & mask != value

@@ -209,7 +209,6 @@ def test_a_disconnected_dar_ignores_packets() -> None:
     dar = make_dar()
     assert not dar.connected
     assert dar.packet_in(ACCESS_1, rs_frame(), T0) == Work()
-    assert dar.stale_generation_cleanup({1, 2}) == []
 
 
 def test_unknown_port_name_is_a_lookup_error() -> None:
@@ -1027,26 +1026,53 @@ def test_revoke_of_unknown_hoa_is_none(rig: Rig) -> None:
 # ---------------------------------------------------------------- generations and reconnection
 
 
-def test_stale_generation_cleanup_spares_the_current_generation() -> None:
+def test_connect_ends_by_deleting_every_other_generation() -> None:
     rig = Rig(generation=3)
-    steps = rig.dar.stale_generation_cleanup({1, 2, 3})
     pipeline = rig.dar.pipeline
     assert pipeline is not None
-    assert steps == [
-        *dar_flows.delete_generation(pipeline, 1),
-        *dar_flows.delete_generation(pipeline, 2),
-    ]
-    assert rig.dar.stale_generation_cleanup({3}) == []
-    # Behaviour: flows of generation 2 at slots the new generation does not use go.
+    cleanup = dar_flows.delete_other_generations(pipeline, 3)
+    steps = rig.connect_work.flow_steps
+    assert steps[-len(cleanup) :] == cleanup and isinstance(steps[-len(cleanup) - 1], Barrier)
+    # Behaviour: a switch holding generation 2 (with a binding the store no
+    # longer has) holds generation 3 only once the connect work is applied.
     old = Rig(generation=2)
     mn = MobileNode.create()
     old.send_and_execute(CORE, from_core(mn.first_bu(1, COA_1)))
     switch = old.switch
-    switch.apply_all(rig.connect_work.flow_steps)  # generation 3 reinstalls the pipeline
     switch.apply_all(steps)
     generations = {decode_cookie(flow.cookie).generation for flow in switch.flows()}
     assert generations == {3}
     assert old.downlink(mn.hoa).punted
+
+
+def test_connect_installs_bindings_phase_by_phase() -> None:
+    cache = BindingCache()
+    nodes = [MobileNode.create(seed=seed) for seed in (1, 2, 3)]
+    cache.restore(
+        [
+            Binding(mn.hoa, COA_1, 7, 400, T0 - 100, T0 + 300, b"k" * 16, bytes(range(8)))
+            for mn in nodes
+        ],
+        [],
+    )
+    rig = Rig(make_dar(cache=cache), generation=9)
+    kinds = [
+        "barrier"
+        if isinstance(step, Barrier)
+        else f"{decode_cookie(step.cookie).kind.name}:{step.table_id}"
+        for step in rig.connect_work.flow_steps
+        if isinstance(step, Barrier)
+        or (
+            isinstance(step, FlowMod)
+            and step.command is Command.ADD
+            and decode_cookie(step.cookie).kind is FlowKind.BINDING
+        )
+    ]
+    # Every decap rule (table 1), one barrier, every encap rule (table 2): not a
+    # barrier per binding.
+    binding_part = "".join(k[0] if k != "barrier" else "|" for k in kinds).strip("|")
+    assert kinds.count("BINDING:1") == 3 and kinds.count("BINDING:2") == 6
+    assert binding_part.count("|") == 1, kinds
 
 
 def test_connect_reinstalls_every_cached_binding_with_the_new_generation() -> None:
@@ -1064,7 +1090,9 @@ def test_connect_reinstalls_every_cached_binding_with_the_new_generation() -> No
     binding_steps = [
         step
         for step in rig.connect_work.flow_steps
-        if isinstance(step, FlowMod) and decode_cookie(step.cookie).kind is FlowKind.BINDING
+        if isinstance(step, FlowMod)
+        and step.command is Command.ADD
+        and decode_cookie(step.cookie).kind is FlowKind.BINDING
     ]
     assert binding_steps
     assert {step.cookie for step in binding_steps} == {encode_cookie(FlowKind.BINDING, 9)}
@@ -1081,11 +1109,15 @@ def test_connect_after_expiry_while_away_reinstalls_then_deletes(
     rig.dar.disconnect()
     later = T0 + 10_000  # long after the binding's lifetime
     work = rig.dar.connect({}, 2, later)
-    # Connect only reinstalls (pipeline and binding): no change to persist, no RA.
+    # Connect only reinstalls (pipeline and binding) and sweeps other generations:
+    # no change to persist, no RA, no binding removed yet.
     assert work.changes == [] and work.packet_outs == [] and work.after_flows == []
-    assert not any(
-        isinstance(step, FlowMod) and step.command is not Command.ADD for step in work.flow_steps
-    )
+    removals = [
+        step
+        for step in work.flow_steps
+        if isinstance(step, FlowMod) and step.command is not Command.ADD
+    ]
+    assert removals == dar_flows.delete_other_generations(rig.dar.pipeline, 2)
     rig.switch = FakeSwitch()
     rig.switch.apply_all(work.flow_steps)
     assert tunnelled_to(rig.downlink(mn.hoa)) == text(COA_1)
