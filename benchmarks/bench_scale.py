@@ -133,6 +133,8 @@ class FlowTable:
     """The flows one switch holds; it outlives the controller's connections, as in OVS."""
 
     flows: dict[FlowKey, Flow] = field(default_factory=dict)
+    # Few distinct cookies (kind x generation): masked deletes check each once.
+    by_cookie: dict[int, set[FlowKey]] = field(default_factory=dict)
     generations: Counter[int] = field(default_factory=Counter)  # flows held per generation
     unsupported: Counter[str] = field(default_factory=Counter)
 
@@ -143,6 +145,10 @@ class FlowTable:
 
     def _remove(self, key: FlowKey) -> None:
         flow = self.flows.pop(key)
+        keys = self.by_cookie[flow.cookie]
+        keys.discard(key)
+        if not keys:
+            del self.by_cookie[flow.cookie]
         self.generations[self.generation(flow.cookie)] -= 1
 
     def apply(self, data: bytes) -> None:
@@ -158,6 +164,7 @@ class FlowTable:
             if key in self.flows:
                 self._remove(key)
             self.flows[key] = Flow(cookie, idle, hard, flags, data[match_end:])
+            self.by_cookie.setdefault(cookie, set()).add(key)
             self.generations[self.generation(cookie)] += 1
         elif command == OFPFC_DELETE_STRICT:
             flow = self.flows.get(key)
@@ -172,9 +179,10 @@ class FlowTable:
     def matching(self, table_id: int, cookie: int, cookie_mask: int) -> list[FlowKey]:
         return [
             key
-            for key, flow in self.flows.items()
-            if (table_id == OFPTT_ALL or key[0] == table_id)
-            and flow.cookie & cookie_mask == cookie & cookie_mask
+            for held, keys in self.by_cookie.items()
+            if held & cookie_mask == cookie & cookie_mask
+            for key in keys
+            if table_id == OFPTT_ALL or key[0] == table_id
         ]
 
     def stats_replies(self, xid: int, table_id: int, cookie: int, cookie_mask: int) -> list[bytes]:
