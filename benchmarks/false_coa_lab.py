@@ -43,11 +43,9 @@ import argparse
 import contextlib
 import ipaddress
 import json
-import os
 import queue
 import random
 import select
-import signal
 import socket
 import subprocess
 import sys
@@ -63,12 +61,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_common import (  # noqa: E402
-    EXIT_EXISTS,
     RESULTS,
     BenchEnvironmentError,
     counter_delta,
     dar_counters,
     machine,
+    running_lab,
 )
 
 from fama_ryu import auth, cga, icmpv6, lab, mh  # noqa: E402
@@ -363,46 +361,6 @@ class NodeProgram:
             self.process.wait()
 
 
-def _interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def lab_with_domain(lab_id: str, domain_file: Path) -> Iterator[DemoLab]:
-    """A 3-DAR lab of its own id reading ``domain_file``; removed on every exit path."""
-    if os.geteuid() != 0:
-        raise BenchEnvironmentError("must run as root (network namespaces, Open vSwitch)")
-    previous_term = signal.signal(signal.SIGTERM, _interrupt)
-    created = False
-    try:
-        plan = lab.LabPlan(
-            lab_id,
-            tuple(lab.dars_from_domain_file(domain_file)),
-            n_mns=1,
-            n_cns=2,
-            agent=False,
-            domain_file=domain_file,
-        )
-        try:
-            lab.up(plan)
-        except lab.LabExistsError as exc:
-            raise BenchEnvironmentError(str(exc), EXIT_EXISTS) from None
-        except lab.LabUsageError as exc:
-            raise BenchEnvironmentError(str(exc)) from None
-        created = True
-        yield DemoLab(lab_id)
-    finally:
-        if created:
-            # Teardown runs to its end: Ctrl-C and SIGTERM are held off meanwhile.
-            previous_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            try:
-                lab.down(lab_id)
-            finally:
-                signal.signal(signal.SIGINT, previous_int)
-        signal.signal(signal.SIGTERM, previous_term)
-
-
 def domain_file_text() -> str:
     """The lab's generated 3-DAR domain with return-routability mode on dar3 only."""
     doc = yaml.safe_load(lab.domain_yaml(lab.sample_dars(3)))
@@ -578,7 +536,9 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="false-coa-") as workdir:
         domain_file = Path(workdir) / "domain.yaml"
         domain_file.write_text(domain_file_text())
-        with lab_with_domain(args.lab_id, domain_file) as demo_lab:
+        with running_lab(
+            args.lab_id, dars=3, mns=1, cns=2, agent=False, domain_file=domain_file
+        ) as demo_lab:
             print(f"lab {args.lab_id!r} up", file=sys.stderr, flush=True)
             modes = {
                 entry["name"]: entry["return_routability"]

@@ -53,10 +53,18 @@ def _no_interrupts() -> Iterator[None]:
 
 @contextlib.contextmanager
 def running_lab(
-    lab_id: str, *, dars: int, mns: int, cns: int, agent: bool, log: Any = sys.stderr
+    lab_id: str,
+    *,
+    dars: int,
+    mns: int,
+    cns: int,
+    agent: bool,
+    log: Any = sys.stderr,
+    domain_file: Path | None = None,
 ) -> Iterator[DemoLab]:
     """A lab of its own id for one benchmark run; ``fama-lab down`` when the block ends.
 
+    With ``domain_file`` the DARs are the file's (``dars`` is then ignored).
     A lab with that id already up is left alone (:class:`BenchEnvironmentError`).
     """
     if os.geteuid() != 0:
@@ -68,7 +76,15 @@ def running_lab(
     previous_term = signal.signal(signal.SIGTERM, _interrupt)
     created = False
     try:
-        plan = lab.LabPlan(lab_id, tuple(lab.sample_dars(dars)), n_mns=mns, n_cns=cns, agent=agent)
+        planned = lab.dars_from_domain_file(domain_file) if domain_file else lab.sample_dars(dars)
+        plan = lab.LabPlan(
+            lab_id,
+            tuple(planned),
+            n_mns=mns,
+            n_cns=cns,
+            agent=agent,
+            domain_file=domain_file,
+        )
         try:
             doc = lab.up(plan)
         except lab.LabExistsError as exc:
