@@ -72,7 +72,7 @@ from lab_common import (  # noqa: E402
 from fama_ryu import auth, cga, icmpv6, lab, mh  # noqa: E402
 from fama_ryu.lab_demo import DemoLab  # noqa: E402
 
-DEFAULT_LAB_ID = "bench-false-coa"
+DEFAULT_LAB_ID = "bench-fcoa"
 BASIC_DAR, RR_DAR, SERVING_DAR = "dar2", "dar3", "dar1"
 ETH_P_IPV6 = 0x86DD
 IPPROTO_GRE = 47

@@ -40,7 +40,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             sys.executable,
             str(SCRIPT),
             "--lab-id",
-            "test-false-coa",
+            "t-falsecoa",
             "--window-s",
             str(WINDOW_S),
             "--expiry-units",
