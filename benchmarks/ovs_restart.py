@@ -31,7 +31,6 @@ import ipaddress
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from fama_ryu.binding_cache import Binding, BindingCache
-from fama_ryu.netlab import Lab, Namespace, OvsInstance, process_alive, wait_until
+from fama_ryu.netlab import Lab, Namespace, OvsInstance, wait_until
 from fama_ryu.store import SqliteBindingStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,29 +149,8 @@ class DarLab:
         return path.read_text(errors="replace")[-3000:] if path.exists() else ""
 
     def restart_vswitchd(self) -> float:
-        """Stop this lab's ovs-vswitchd by pid, start it again; returns the start moment.
-
-        OvsInstance has no method for restarting one daemon: the new daemon is
-        registered with ``_register_daemon`` so that the lab still stops it.
-        """
-        pid = self.ovs.read_pid("ovs-vswitchd")
-        assert pid is not None, "ovs-vswitchd has no pidfile"
-        os.kill(pid, signal.SIGTERM)
-        wait_until(lambda: not process_alive(pid), 10.0, description="ovs-vswitchd to exit")
-        started = time.perf_counter()
-        self.namespace.run(
-            [
-                "ovs-vswitchd",
-                f"unix:{self.ovs.db_socket}",
-                f"--pidfile={self.ovs.pidfile('ovs-vswitchd')}",
-                "--detach",
-                "--no-chdir",
-                f"--log-file={self.ovs.logdir / 'ovs-vswitchd.log'}",
-            ],
-            env=self.ovs.env,
-        )
-        self.ovs._register_daemon("ovs-vswitchd")
-        return started
+        """Restart this lab's ovs-vswitchd; returns the moment the new one was launched."""
+        return self.ovs.restart_vswitchd()
 
 
 @contextlib.contextmanager

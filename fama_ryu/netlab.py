@@ -741,6 +741,10 @@ class OvsInstance:
         )
         self._register_daemon("ovsdb-server")
         self.vsctl("--no-wait", "init")
+        self._start_vswitchd(timeout_s)
+        return self
+
+    def _start_vswitchd(self, timeout_s: float) -> None:
         self.namespace.run(
             [
                 "ovs-vswitchd",
@@ -761,7 +765,19 @@ class OvsInstance:
             timeout_s,
             description="ovs-vswitchd to answer ovs-appctl",
         )
-        return self
+
+    def restart_vswitchd(self, *, timeout_s: float = 15.0) -> float:
+        """Stop this instance's ovs-vswitchd by pid and start it again (the database stays).
+
+        The bridges come back from the database; their flows come back from
+        the controller when the switches reconnect.  Returns the
+        ``time.perf_counter()`` moment the new daemon was launched.
+        """
+        pid, start_time = self._started.pop("ovs-vswitchd")
+        stop_process(pid, start_time=start_time, timeout_s=timeout_s)
+        launched = time.perf_counter()
+        self._start_vswitchd(timeout_s)
+        return launched
 
     def _register_daemon(self, daemon: str) -> None:
         pid = wait_until(lambda: self.read_pid(daemon), 5.0, description=f"{daemon} pidfile")
