@@ -18,10 +18,13 @@ from fama_ryu import eventlet_compat  # must precede every ryu import
 # isort: split
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
+import greenlet  # type: ignore[import-untyped]
+from eventlet.hubs import get_hub
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.base import app_manager
@@ -50,6 +53,24 @@ LOG = logging.getLogger("fama_ryu.app")
 
 TICK_INTERVAL_S = 0.25  # bindings leave the switch within a second of expiry
 MAX_BATCH = 256  # works per group commit; bounds a batch's BA delay under overload
+
+
+def _stop_in_this_greenlet_on(*signals: int) -> None:
+    """Deliver ``signals`` as KeyboardInterrupt to the calling (ryu-manager's main) greenlet.
+
+    Python raises a signal's KeyboardInterrupt in whichever greenlet runs at
+    that moment; in the tick or commit loop it only killed that loop (Ryu's
+    hub logs and swallows it) and the controller ran on without expiring
+    bindings.  Thrown into the main greenlet, it ends ryu-manager's
+    ``joinall`` and the apps are closed; SIGTERM is handled the same way.
+    """
+    main = greenlet.getcurrent()
+
+    def stop(*_: object) -> None:
+        get_hub().schedule_call_global(0, main.throw, KeyboardInterrupt())
+
+    for number in signals:
+        signal.signal(number, stop)
 
 
 class FamaApp(app_manager.RyuApp):
@@ -88,6 +109,12 @@ class FamaApp(app_manager.RyuApp):
             self._serve_metrics(CONF.fama.metrics_host, CONF.fama.metrics_port)
         self._committer = hub.spawn(self._commit_when_idle)
         self._ticker = hub.spawn(self._tick_forever)
+
+    def start(self) -> Any:
+        """Called by ryu-manager in its main greenlet once every app is built."""
+        thread = super().start()
+        _stop_in_this_greenlet_on(signal.SIGINT, signal.SIGTERM)
+        return thread
 
     def _serve_metrics(self, host: str, port: int) -> None:
         from prometheus_client import make_wsgi_app

@@ -18,7 +18,8 @@ remaining lifetimes are kept in elapsed time.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+import heapq
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 SEQUENCE_MODULUS = 1 << 16
@@ -101,6 +102,9 @@ class BindingChange:
     cause: RemovalCause | None = None
 
 
+_DEADLINE = {Binding: "expires_at", Tombstone: "forget_at"}
+
+
 class BindingCache:
     """Bindings and tombstones of one DAR, keyed by home address."""
 
@@ -112,6 +116,11 @@ class BindingCache:
         self._last_now: float | None = None
         self._clock_offset: float | None = None  # wall minus monotonic
         self._rebased: set[bytes] = set()
+        # Deadlines in heaps, so the tick's work grows with what is due, not
+        # with the table: (time, hoa) entries, checked against the live entry
+        # when they come up (an entry superseded by a refresh is skipped).
+        self._expiry_heap: list[tuple[float, bytes]] = []
+        self._forget_heap: list[tuple[float, bytes]] = []
 
     def __len__(self) -> int:
         return len(self._bindings)
@@ -179,28 +188,68 @@ class BindingCache:
             self._bindings.pop(change.hoa, None)
             if change.tombstone is not None:
                 self._tombstones[change.hoa] = change.tombstone
+                self._push(
+                    self._forget_heap, change.tombstone.forget_at, change.hoa, self._tombstones
+                )
             return
         assert change.binding is not None
         self._bindings[change.hoa] = change.binding
         self._tombstones.pop(change.hoa, None)
         self._coa_to_hoas.setdefault(change.binding.coa, set()).add(change.hoa)
+        if previous is None or previous.expires_at != change.binding.expires_at:
+            self._push(self._expiry_heap, change.binding.expires_at, change.hoa, self._bindings)
 
     def expirations(self, now: float) -> list[BindingChange]:
-        """Removals for every binding whose lifetime has run out."""
-        return [
-            self.removal(binding.hoa, now, RemovalCause.EXPIRED)
-            for binding in self._bindings.values()
-            if binding.expires_at <= now
-        ]
+        """Removals for every binding whose lifetime has run out.
+
+        Nothing changes until they are applied: a removal that is not (the
+        store refused it) is found again next time.
+        """
+        heap, due = self._expiry_heap, []
+        while heap and heap[0][0] <= now:
+            entry = heapq.heappop(heap)
+            binding = self._bindings.get(entry[1])
+            if binding is not None and binding.expires_at == entry[0]:
+                due.append(entry)
+        for entry in due:
+            heapq.heappush(heap, entry)  # still bound until the removal is applied
+        return [self.removal(hoa, now, RemovalCause.EXPIRED) for _, hoa in sorted(due)]
 
     def next_expiry(self) -> float | None:
-        return min((b.expires_at for b in self._bindings.values()), default=None)
+        heap = self._expiry_heap
+        while heap:
+            expires_at, hoa = heap[0]
+            binding = self._bindings.get(hoa)
+            if binding is not None and binding.expires_at == expires_at:
+                return expires_at
+            heapq.heappop(heap)
+        return None
 
     def forget_old_tombstones(self, now: float) -> int:
-        stale = [hoa for hoa, stone in self._tombstones.items() if stone.forget_at <= now]
-        for hoa in stale:
-            del self._tombstones[hoa]
-        return len(stale)
+        heap, forgotten = self._forget_heap, 0
+        while heap and heap[0][0] <= now:
+            forget_at, hoa = heapq.heappop(heap)
+            stone = self._tombstones.get(hoa)
+            if stone is not None and stone.forget_at == forget_at:
+                del self._tombstones[hoa]
+                forgotten += 1
+        return forgotten
+
+    @staticmethod
+    def _push(
+        heap: list[tuple[float, bytes]], when: float, hoa: bytes, live: Mapping[bytes, object]
+    ) -> None:
+        heapq.heappush(heap, (when, hoa))
+        if len(heap) > 2 * len(live) + 1024:
+            # Superseded entries outnumber live ones (many refreshes): rebuild.
+            heap[:] = [(getattr(live[h], _DEADLINE[type(live[h])]), h) for h in live]
+            heapq.heapify(heap)
+
+    def _rebuild_heaps(self) -> None:
+        self._expiry_heap = [(b.expires_at, hoa) for hoa, b in self._bindings.items()]
+        self._forget_heap = [(t.forget_at, hoa) for hoa, t in self._tombstones.items()]
+        heapq.heapify(self._expiry_heap)
+        heapq.heapify(self._forget_heap)
 
     def follow_clock(self, now: float, monotonic: float | None = None) -> float:
         """Absorb a wall-clock step; return it (0.0 when there was none).
@@ -256,6 +305,7 @@ class BindingCache:
             )
             for hoa, stone in self._tombstones.items()
         }
+        self._rebuild_heaps()
         self._rebased.update(self._bindings)
 
     def restore(self, bindings: list[Binding], tombstones: list[Tombstone]) -> None:
@@ -265,6 +315,7 @@ class BindingCache:
         for stone in tombstones:
             if stone.hoa not in self._bindings:
                 self._tombstones[stone.hoa] = stone
+        self._rebuild_heaps()
 
     def _unindex(self, binding: Binding) -> None:
         hoas = self._coa_to_hoas.get(binding.coa)

@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fama_ryu.binding_cache import (
     DEFAULT_TOMBSTONE_TTL_S,
@@ -292,3 +294,57 @@ def test_binding_is_frozen() -> None:
     with pytest.raises(AttributeError):
         entry.coa = COA_2  # type: ignore[misc]
     assert replace(entry, coa=COA_2).coa == COA_2
+
+
+# --- deadline heaps agree with a scan of the whole table --------------------------------
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["register", "remove", "expire", "forget", "advance", "step"]),
+        st.integers(min_value=0, max_value=7),  # which HoA
+        st.integers(min_value=1, max_value=50),  # lifetime or time advance
+    ),
+    max_size=120,
+)
+
+
+@given(OPERATIONS)
+def test_expirations_next_expiry_and_forgetting_match_a_full_scan(
+    operations: list[tuple[str, int, int]],
+) -> None:
+    cache = BindingCache(tombstone_ttl_s=30.0)
+    hoas = [addr(f"2001:db8:a::{n + 1:x}") for n in range(8)]
+    now = 100.0
+    for operation, index, amount in operations:
+        hoa = hoas[index]
+        if operation == "register":
+            add(cache, binding(hoa, now=now, lifetime_s=amount))
+        elif operation == "remove" and cache.get(hoa) is not None:
+            cache.apply(cache.removal(hoa, now, RemovalCause.DEREGISTERED))
+        elif operation == "expire":
+            due = cache.expirations(now)
+            expected = sorted(b.hoa for b in cache if b.expires_at <= now)
+            assert sorted(change.hoa for change in due) == expected
+            assert cache.expirations(now) == due  # nothing changed until applied
+            for change in due[: amount % 3]:
+                cache.apply(change)
+        elif operation == "forget":
+            live_before = {stone.hoa for stone in cache.tombstones()}
+            stale = {s.hoa for s in cache.tombstones() if s.forget_at <= now}
+            assert cache.forget_old_tombstones(now) == len(stale)
+            assert {stone.hoa for stone in cache.tombstones()} == live_before - stale
+        elif operation == "advance":
+            now += amount
+        elif operation == "step":
+            cache.follow_clock(now, 0.0)
+            cache.follow_clock(now + 3600, 1.0)  # a wall-clock step forward: times move
+            now += 3600
+        assert cache.next_expiry() == min((b.expires_at for b in cache), default=None)
+
+
+def test_refreshes_do_not_grow_the_heap_without_bound() -> None:
+    cache = BindingCache()
+    for n in range(20_000):
+        add(cache, binding(HOA_1, sequence=n % 60_000, now=100.0 + n, lifetime_s=400))
+    assert len(cache._expiry_heap) <= 2 * len(cache) + 1024
+    assert cache.next_expiry() == 100.0 + 19_999 + 400
