@@ -34,7 +34,7 @@ help:
 	@echo "make demo         (root) handovers on a real lab: 3 DARs on OVS, the controller, fama-mn;"
 	@echo "                  build/demo-handover.{png,json}, build/demo-handover-bu.pcap (< 1 min)"
 	@echo "make demo-inprocess  in-process FAMA exchange, build/demo.pcap + build/keys, tshark summary"
-	@echo "make bench        run benchmarks/bench_core.py"
+	@echo "make bench        run benchmarks/bench_micro.py (per-BU costs of the core)"
 	@echo "make clean        remove $(VENV) and build/"
 
 venv: $(STAMP)
@@ -106,7 +106,7 @@ demo-inprocess: venv system-deps
 	@tshark -r build/demo.pcap -Y mipv6 2>/dev/null
 
 bench: venv
-	$(VPY) benchmarks/bench_core.py
+	$(VPY) benchmarks/bench_micro.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
