@@ -32,6 +32,7 @@ import ipaddress
 import math
 from dataclasses import dataclass
 
+from openflow_pipelines import wire
 from openflow_pipelines.cookies import (
     FlowKind,
     encode_cookie,
@@ -403,31 +404,45 @@ def _template_addresses(dar: DarPipelineConfig) -> tuple[str, str]:
     return _binding_addresses(dar, hoa, coa)
 
 
-@functools.lru_cache(maxsize=64)
-def _install_template(
-    dar: DarPipelineConfig, generation: int
-) -> tuple[dict[str, str], tuple[FlowStep, ...]]:
-    hoa, coa = _template_addresses(dar)
-    return {"hoa": hoa, "coa": coa}, tuple(
-        checked_install_binding(dar, hoa, coa, generation, MAX_TIMEOUT_S)
-    )
+@dataclass(frozen=True)
+class _Template:
+    """Checked flow steps for placeholder addresses, and their wire encodings."""
+
+    hoa: str
+    coa: str
+    steps: tuple[FlowStep, ...]
+    encodings: tuple[wire.FlowModTemplate | None, ...]
+
+    @classmethod
+    def of(cls, hoa: str, coa: str, steps: list[FlowStep]) -> _Template:
+        encodings = tuple(
+            wire.FlowModTemplate(step, (hoa, coa)) if isinstance(step, FlowMod) else None
+            for step in steps
+        )
+        return cls(hoa, coa, tuple(steps), encodings)
+
+    def filled(self, hoa: str, coa: str, hard_timeout: int) -> list[FlowStep]:
+        addresses = {self.hoa: hoa, self.coa: coa}
+        packed = {ipv6_packed(self.hoa): ipv6_packed(hoa), ipv6_packed(self.coa): ipv6_packed(coa)}
+        steps: list[FlowStep] = []
+        for step, encoding in zip(self.steps, self.encodings, strict=True):
+            if isinstance(step, FlowMod) and encoding is not None:
+                steps.append(encoding.fill(with_addresses(step, addresses, hard_timeout), packed))
+            else:
+                steps.append(step)
+        return steps
 
 
 @functools.lru_cache(maxsize=64)
-def _delete_template(dar: DarPipelineConfig) -> tuple[dict[str, str], tuple[FlowMod, ...]]:
+def _install_template(dar: DarPipelineConfig, generation: int) -> _Template:
     hoa, coa = _template_addresses(dar)
-    return {"hoa": hoa, "coa": coa}, tuple(checked_delete_binding(dar, hoa, coa))
+    return _Template.of(hoa, coa, checked_install_binding(dar, hoa, coa, generation, 1))
 
 
-def _filled(
-    template: tuple[dict[str, str], tuple[FlowStep, ...]], hoa: str, coa: str, hard_timeout: int
-) -> list[FlowStep]:
-    names, steps = template
-    addresses = {names["hoa"]: hoa, names["coa"]: coa}
-    return [
-        with_addresses(step, addresses, hard_timeout) if isinstance(step, FlowMod) else step
-        for step in steps
-    ]
+@functools.lru_cache(maxsize=64)
+def _delete_template(dar: DarPipelineConfig) -> _Template:
+    hoa, coa = _template_addresses(dar)
+    return _Template.of(hoa, coa, list(checked_delete_binding(dar, hoa, coa)))
 
 
 def install_binding(
@@ -442,7 +457,7 @@ def install_binding(
     """
     hoa, coa = _binding_addresses(dar, hoa, coa)
     hard_timeout = binding_hard_timeout(expires_in_s)
-    return _filled(_install_template(dar, generation), hoa, coa, hard_timeout)
+    return _install_template(dar, generation).filled(hoa, coa, hard_timeout)
 
 
 def checked_install_binding(
@@ -499,7 +514,7 @@ def delete_binding(dar: DarPipelineConfig, hoa: str, coa: str) -> list[FlowMod]:
     The decap rule is the last.  Same flows as :func:`checked_delete_binding`.
     """
     hoa, coa = _binding_addresses(dar, hoa, coa)
-    flows = _filled(_delete_template(dar), hoa, coa, 0)
+    flows = _delete_template(dar).filled(hoa, coa, 0)
     return [flow for flow in flows if isinstance(flow, FlowMod)]
 
 

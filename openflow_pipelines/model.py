@@ -18,6 +18,7 @@ test rather than as an OFPT_ERROR from the switch.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import ipaddress
 import re
@@ -489,8 +490,17 @@ def with_addresses(flow: FlowMod, addresses: Mapping[str, str], hard_timeout: in
         for action in flow.actions
     )
     copy = object.__new__(FlowMod)
-    copy.__dict__.update(flow.__dict__, match=match, actions=actions, hard_timeout=hard_timeout)
+    # The declared fields only: nothing else a filled flow may carry (its encoding).
+    copy.__dict__.update(
+        {name: flow.__dict__[name] for name in _FLOW_MOD_FIELDS},
+        match=match,
+        actions=actions,
+        hard_timeout=hard_timeout,
+    )
     return copy
+
+
+_FLOW_MOD_FIELDS = tuple(field.name for field in dataclasses.fields(FlowMod))
 
 
 def _swapped(action: SetField, value: str) -> SetField:

@@ -156,8 +156,17 @@ def _instructions(flow: FlowMod) -> bytes:
     return b"".join(parts)
 
 
+# A FlowMod may carry its own encoding (xid 0) under this attribute: set by
+# FlowModTemplate.fill for flows filled from a template, read back here.
+_ENCODED = "_wire_encoding"
+_HARD_TIMEOUT_OFFSET = 8 + 8 + 8 + 1 + 1 + 2  # header, cookie, mask, table, command, idle
+
+
 def encode_flow_mod(flow: FlowMod, xid: int) -> bytes:
     """One OFPT_FLOW_MOD (no buffer; deletes use out_port/out_group ANY)."""
+    encoded = flow.__dict__.get(_ENCODED)
+    if encoded is not None:
+        return encoded[:4] + xid.to_bytes(4, "big") + encoded[8:]
     body = (
         _FLOW_MOD_BODY.pack(
             flow.cookie,
@@ -186,6 +195,40 @@ def encode_meter_mod(meter: MeterMod, xid: int) -> bytes:
     )
     body = _METER_MOD_BODY.pack(int(meter.command), int(meter.flags), meter.meter_id) + bands
     return _HEADER.pack(OFP_VERSION, OFPT_METER_MOD, 8 + len(body), xid) + body
+
+
+class FlowModTemplate:
+    """The encoding of a checked flow-mod whose IPv6 addresses and hard timeout vary.
+
+    The template is encoded once; a filled copy gets its encoding by
+    patching the placeholder addresses (every place they occur: match
+    fields, set-field actions) and the hard timeout into those bytes, the
+    same bytes :func:`encode_flow_mod` would compute (checked in the tests).
+    """
+
+    def __init__(self, flow: FlowMod, placeholders: Iterable[str]) -> None:
+        self.encoded = encode_flow_mod(flow, 0)
+        self.offsets: dict[bytes, list[int]] = {}
+        for text in placeholders:
+            packed = socket.inet_pton(socket.AF_INET6, text)
+            expected = sum(value == text for value in flow.match.values()) + sum(
+                isinstance(action, SetField) and action.value == text for action in flow.actions
+            )
+            found = [i for i in range(len(self.encoded)) if self.encoded.startswith(packed, i)]
+            if len(found) != expected:
+                raise ValueError(f"placeholder {text} is not unique in the template's encoding")
+            self.offsets[packed] = found
+
+    def fill(self, flow: FlowMod, addresses: dict[bytes, bytes]) -> FlowMod:
+        """Attach to ``flow`` (a copy of the template with ``addresses`` swapped in,
+        placeholder -> address, packed) its encoding."""
+        data = bytearray(self.encoded)
+        for placeholder, address in addresses.items():
+            for offset in self.offsets.get(placeholder, ()):
+                data[offset : offset + 16] = address
+        data[_HARD_TIMEOUT_OFFSET : _HARD_TIMEOUT_OFFSET + 2] = flow.hard_timeout.to_bytes(2, "big")
+        flow.__dict__[_ENCODED] = bytes(data)
+        return flow
 
 
 def encode_message(message: FlowMod | MeterMod, xid: int) -> bytes:

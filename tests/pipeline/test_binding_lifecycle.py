@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 
 import pytest
@@ -31,6 +32,7 @@ from pipeline_fixtures import (
     switch_with,
 )
 
+from openflow_pipelines import wire
 from openflow_pipelines.cookies import FlowKind, decode_cookie
 from openflow_pipelines.dar_flows import (
     BINDING_HARD_TIMEOUT_MARGIN_S,
@@ -53,6 +55,7 @@ from openflow_pipelines.model import (
     FlowMod,
     FlowModFlag,
     FlowStep,
+    with_addresses,
 )
 
 
@@ -277,10 +280,19 @@ def test_filled_binding_flows_equal_fully_checked_ones(
 ) -> None:
     hoa = str(ipaddress.IPv6Address(PREFIX.split("/")[0]) + host)
     coa = str(ipaddress.IPv6Address((coa_network << 64) | coa_host))
-    assert install_binding(DAR, hoa, coa, generation, expires_in_s) == checked_install_binding(
-        DAR, hoa, coa, generation, expires_in_s
+    filled = install_binding(DAR, hoa, coa, generation, expires_in_s)
+    assert filled == checked_install_binding(DAR, hoa, coa, generation, expires_in_s)
+    deletes = delete_binding(DAR, hoa, coa)
+    assert deletes == checked_delete_binding(DAR, hoa, coa)
+    # Their encodings, patched from the template's bytes, are the fresh encodings.
+    for step in [*filled, *deletes]:
+        if isinstance(step, FlowMod):
+            fresh = dataclasses.replace(step)  # a new object: no encoding attached
+            assert wire.encode_flow_mod(step, 77) == wire.encode_flow_mod(fresh, 77)
+    refreshed = with_addresses(filled[-1], {}, 5)  # a copy of a filled flow re-encodes
+    assert wire.encode_flow_mod(refreshed, 1) == wire.encode_flow_mod(
+        dataclasses.replace(refreshed), 1
     )
-    assert delete_binding(DAR, hoa, coa) == checked_delete_binding(DAR, hoa, coa)
 
 
 def test_filled_flows_refuse_what_the_checked_ones_refuse() -> None:
