@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import greenlet  # type: ignore[import-untyped]
+from eventlet import tpool
 from eventlet.hubs import get_hub
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
@@ -53,6 +54,7 @@ LOG = logging.getLogger("fama_ryu.app")
 
 TICK_INTERVAL_S = 0.25  # bindings leave the switch within a second of expiry
 MAX_BATCH = 256  # works per group commit; bounds a batch's BA delay under overload
+CHECKPOINT_INTERVAL_S = 1.0  # WAL copied back between batches, not inside a BU's commit
 
 
 def _stop_in_this_greenlet_on(*signals: int) -> None:
@@ -142,7 +144,9 @@ class FamaApp(app_manager.RyuApp):
         ports = {port.name.decode(errors="replace"): port.port_no for port in event.msg.body}
         self._commit_pending()  # reinstall from the store's truth
         try:
-            work = dar.connect(ports, self.store.next_generation(), time.time())
+            with self._commit_lock:
+                generation = tpool.execute(self.store.next_generation)
+            work = dar.connect(ports, generation, time.time())
         except (LookupError, ValueError, StoreError) as error:
             LOG.error("%s: cannot set up switch %016x: %s", dar.name, datapath.id, error)
             return
@@ -269,7 +273,9 @@ class FamaApp(app_manager.RyuApp):
         changes = [(dar.name, change) for dar, work in batch for change in work.changes]
         crash_points.reached("before_commit")
         try:
-            self.store.commit(changes)
+            # In a worker thread: SQLite releases the GIL for the fsync, so the
+            # event loop decides the next Binding Updates meanwhile.
+            tpool.execute(self.store.commit, changes)
         except StoreError as error:
             LOG.error("binding store refused %d change(s): %s", len(changes), error)
             for dar, work in batch:
@@ -334,7 +340,15 @@ class FamaApp(app_manager.RyuApp):
             )
         )
 
+    def _checkpoint(self) -> None:
+        with self._commit_lock:
+            try:
+                tpool.execute(self.store.checkpoint)
+            except StoreError as error:
+                LOG.warning("WAL checkpoint failed (the WAL keeps the data): %s", error)
+
     def _tick_forever(self) -> None:
+        next_checkpoint = 0.0
         while True:
             now, monotonic = time.time(), time.monotonic()
             for dar in self.dars.values():
@@ -343,6 +357,9 @@ class FamaApp(app_manager.RyuApp):
                 except Exception:  # a failing tick must not stop the others
                     LOG.exception("%s: periodic work failed", dar.name)
                     dar.counters["handler_exception"] += 1
+            if time.monotonic() >= next_checkpoint and not self._pending:
+                next_checkpoint = time.monotonic() + CHECKPOINT_INTERVAL_S
+                self._checkpoint()
             hub.sleep(TICK_INTERVAL_S)
 
     # ------------------------------------------------------------ REST actions
