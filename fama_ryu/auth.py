@@ -208,7 +208,7 @@ def binding_authenticator(kbm: bytes, first_address: bytes, hdar: bytes, mh_data
         raise ValueError(f"Kbm must be {KBM_LEN} bytes, got {len(kbm)}")
     _require_address("first address", first_address)
     _require_address("HDAR address", hdar)
-    mac = hmac.new(kbm, first_address + hdar + mh_data, hashlib.sha1).digest()
+    mac = hmac.digest(kbm, first_address + hdar + mh_data, "sha1")  # OpenSSL one-shot
     return mac[:AUTHENTICATOR_LEN]
 
 
@@ -341,5 +341,5 @@ class CareOfTokenIssuer:
 
     def _token(self, coa: bytes, nonce: bytes) -> bytes:
         # RFC 6275 §5.2.5: First(64, HMAC_SHA1(Kcn, CoA | nonce | 0x01)).
-        mac = hmac.new(self._kdar, coa + nonce + _CARE_OF_TOKEN_DISCRIMINATOR, hashlib.sha1)
-        return mac.digest()[:KEYGEN_TOKEN_LEN]
+        mac = hmac.digest(self._kdar, coa + nonce + _CARE_OF_TOKEN_DISCRIMINATOR, "sha1")
+        return mac[:KEYGEN_TOKEN_LEN]
