@@ -17,17 +17,17 @@ import logging
 import sqlite3
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import yaml
-from ofp_decode import decode_messages
+from fake_datapath import FakeDatapath, event
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
-from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+from ryu.ofproto import ofproto_v1_3
 from ryu.ofproto import ofproto_v1_3_parser as parser
 from webob import Request
 
@@ -79,49 +79,10 @@ DOMAIN = {
 }
 
 
-class FakeDatapath:
-    """What the app uses of ``ryu.controller.controller.Datapath``."""
-
-    def __init__(self, dpid: int, on_send: Callable[[Any], None] | None = None) -> None:
-        self.id = dpid
-        self.ofproto = ofproto_v1_3
-        self.ofproto_parser = ofproto_v1_3_parser
-        self.sent: list[Any] = []
-        self.xid = 0x1000
-        self.on_send = on_send
-
-    def set_xid(self, message: Any) -> int:
-        self.xid += 1
-        message.set_xid(self.xid)
-        return self.xid
-
-    def send(self, data: bytes) -> bool:
-        """The app's raw writes (``openflow_pipelines.wire``), decoded for the assertions."""
-        for message in decode_messages(self, data):
-            self.send_msg(message)
-        return True
-
-    def send_msg(self, message: Any) -> None:
-        if message.xid is None:
-            self.set_xid(message)
-        message.serialize()  # every message must encode
-        if self.on_send is not None:
-            self.on_send(message)
-        self.sent.append(message)
-
-    def take(self) -> list[Any]:
-        sent, self.sent = self.sent, []
-        return sent
-
-
 def deliver(app: app_module.FamaApp, packet_in: SimpleNamespace) -> None:
     """A packet-in, then what the event loop does when its queue runs dry: the group commit."""
     app._packet_in(packet_in)
     app._commit_pending()
-
-
-def event(datapath: FakeDatapath, **fields: Any) -> SimpleNamespace:
-    return SimpleNamespace(msg=SimpleNamespace(datapath=datapath, **fields))
 
 
 def port_desc_event(datapath: FakeDatapath, ports: dict[str, int]) -> SimpleNamespace:

@@ -28,14 +28,14 @@ from typing import Any
 import pytest
 import yaml
 from eventlet.green.urllib import request as green_request
-from ofp_decode import decode_messages
+from fake_datapath import FakeDatapath, event
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.lib import hub
-from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
+from ryu.ofproto import ofproto_v1_3
 from ryu.ofproto import ofproto_v1_3_parser as parser
 
 import fama_ryu.app as app_module
@@ -101,38 +101,6 @@ REAL_SPAWN = hub.spawn  # the fixture replaces hub.spawn; the endpoint test need
 
 
 # ---------------------------------------------------------------- fakes
-
-
-class FakeDatapath:
-    """What the app uses of ryu's ``Datapath``; keeps every message it was sent."""
-
-    def __init__(self, dpid: int) -> None:
-        self.id = dpid
-        self.ofproto = ofproto_v1_3
-        self.ofproto_parser = ofproto_v1_3_parser
-        self.sent: list[Any] = []
-        self.xid = 0x1000
-
-    def set_xid(self, message: Any) -> int:
-        self.xid += 1
-        message.set_xid(self.xid)
-        return self.xid
-
-    def send(self, data: bytes) -> bool:
-        """The app's raw writes (``openflow_pipelines.wire``), decoded for the assertions."""
-        for message in decode_messages(self, data):
-            self.send_msg(message)
-        return True
-
-    def send_msg(self, message: Any) -> None:
-        if message.xid is None:
-            self.set_xid(message)
-        message.serialize()
-        self.sent.append(message)
-
-
-def event(datapath: FakeDatapath, **fields: Any) -> SimpleNamespace:
-    return SimpleNamespace(msg=SimpleNamespace(datapath=datapath, **fields))
 
 
 def flow_mods(messages: list[Any]) -> list[Any]:

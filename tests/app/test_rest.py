@@ -26,9 +26,9 @@ from urllib.parse import quote, urlencode
 
 import pytest
 import yaml
+from fake_datapath import FakeDatapath, event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ofp_decode import decode_messages
 from ryu import cfg
 from ryu.app.wsgi import WSGIApplication
 from ryu.ofproto import ofproto_v1_3, ofproto_v1_3_parser
@@ -180,34 +180,6 @@ def documented_schema(method: str, path: str, status: int) -> dict[str, Any] | N
 # ---------------------------------------------------------------- the app under test
 
 
-class FakeDatapath:
-    def __init__(self, dpid: int) -> None:
-        self.id = dpid
-        self.ofproto = ofproto_v1_3
-        self.ofproto_parser = ofproto_v1_3_parser
-        self.sent: list[Any] = []
-        self.xid = 0
-
-    def set_xid(self, message: Any) -> None:
-        self.xid += 1
-        message.set_xid(self.xid)
-
-    def send(self, data: bytes) -> bool:
-        """The app's raw writes (``openflow_pipelines.wire``), decoded for the assertions."""
-        for message in decode_messages(self, data):
-            self.send_msg(message)
-        return True
-
-    def send_msg(self, message: Any) -> None:
-        if message.xid is None:
-            self.set_xid(message)
-        self.sent.append(message)
-
-
-def msg_event(datapath: FakeDatapath, **fields: Any) -> SimpleNamespace:
-    return SimpleNamespace(msg=SimpleNamespace(datapath=datapath, **fields))
-
-
 class Api:
     """A FamaApp with two bound mobile nodes, and a client that checks every answer."""
 
@@ -216,9 +188,9 @@ class Api:
         self.wsgi = wsgi
         self.store_path = store_path
         self.datapath = FakeDatapath(DPID_A)
-        app._switch_features(msg_event(self.datapath))
+        app._switch_features(event(self.datapath))
         ports = [SimpleNamespace(name=b"p%d" % n, port_no=n) for n in (1, 2, 10, 20)]
-        app._port_desc(msg_event(self.datapath, body=ports))
+        app._port_desc(event(self.datapath, body=ports))
         self.nodes = [MobileNode.create(seed=1), MobileNode.create(seed=2)]
         self.coas = [COA_1, COA_2]
         for node, coa in zip(self.nodes, self.coas, strict=True):
@@ -227,7 +199,7 @@ class Api:
                 bytes.fromhex(ROUTER_MAC_A.replace(":", "")),
                 node.first_bu(1, coa),
             )
-            app._packet_in(msg_event(self.datapath, match={"in_port": CORE_A}, data=frame))
+            app._packet_in(event(self.datapath, match={"in_port": CORE_A}, data=frame))
             app._commit_pending()
         self.datapath.sent.clear()
         dar = app.dars[DPID_A]
