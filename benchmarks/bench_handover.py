@@ -30,7 +30,6 @@ import argparse
 import contextlib
 import ipaddress
 import json
-import os
 import signal
 import socket
 import statistics
@@ -50,7 +49,7 @@ from lab_common import (  # noqa: E402
     running_lab,
 )
 
-from fama_ryu import lab, mh  # noqa: E402
+from fama_ryu import mh  # noqa: E402
 from fama_ryu.lab_demo import DemoLab  # noqa: E402
 from fama_ryu.pcap import CapturedPacket, read_capture  # noqa: E402
 
@@ -331,30 +330,9 @@ def write_plot(data: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def agent_with_link_poll(poll_ms: float, directory: Path) -> Path:
-    """A ``$FAMA_LAB_AGENT`` program: ``fama-mn`` whose link poll interval is ``poll_ms``."""
-    program = directory / "fama-mn-link-poll"
-    program.write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" _agent {poll_ms} "$@"\n'
-    )
-    program.chmod(0o755)
-    return program
-
-
-def run_agent(poll_ms: float, argv: list[str]) -> int:
-    """``fama-mn`` as shipped but for its link poll interval (``--agent-link-poll-ms``)."""
-    from fama_ryu import mn_agent
-
-    mn_agent.LINK_POLL_INTERVAL_S = poll_ms / 1e3
-    return mn_agent.main(argv)
-
-
 def bench(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = args.json.parent / args.json.stem
     out_dir.mkdir(parents=True, exist_ok=True)
-    if args.agent_link_poll_ms is not None:
-        program = agent_with_link_poll(args.agent_link_poll_ms, out_dir)
-        os.environ[lab.AGENT_PROGRAM_ENV] = str(program)
     with running_lab(args.lab_id, dars=3, mns=1, cns=1, agent=True) as demo_lab:
         raw = run(args, demo_lab, out_dir)
         agent_log = Path(demo_lab.nodes["mn1"]["agent"]["log"]).read_text(errors="replace")
@@ -369,7 +347,6 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "warmup",
                 "interval_ms",
                 "dwell_s",
-                "agent_link_poll_ms",
                 "smoke",
             )
         },
@@ -385,20 +362,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_flow"]:
         return udp_sender(argv[1], float(argv[2]), Path(argv[3]))
-    if argv[:1] == ["_agent"]:
-        return run_agent(float(argv[1]), argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lab-id", default=DEFAULT_LAB_ID, help=f"default {DEFAULT_LAB_ID}")
     parser.add_argument("--handovers", type=int, default=50, help="counted handovers")
     parser.add_argument("--warmup", type=int, default=2, help="handovers before, not counted")
     parser.add_argument("--interval-ms", type=float, default=2.0, help="kept flow: ms per packet")
     parser.add_argument("--dwell-s", type=float, default=1.0, help="time on a DAR after settling")
-    parser.add_argument(
-        "--agent-link-poll-ms",
-        type=float,
-        default=None,
-        help="experiment: run fama-mn with this link poll interval instead of its own (100 ms)",
-    )
     parser.add_argument("--json", type=Path, default=RESULTS / "bench_handover.json")
     parser.add_argument("--plot", type=Path, default=None, help="default: JSON path, .png")
     parser.add_argument("--smoke", action="store_true", help="3 handovers, 1 warm-up")

@@ -115,7 +115,8 @@ MAX_HOSTS = 254  # MNs and CNs: one byte of their MACs
 LAB_RA_INTERVAL_S = (10, 30)
 #: ``ovs-appctl tnl/neigh/aging`` of the lab's vswitchd (OVS 3.1 accepts at most 3600 s).
 TUNNEL_NEIGHBOUR_AGING_S = 3600
-#: How long ``move`` keeps the MN's link down: twice the 0.1 s link poll of ``fama-mn``.
+#: How long ``move`` keeps the MN's link down (a radio handover takes some time too;
+#: ``fama-mn`` learns of both edges from the kernel's link events).
 DEFAULT_MOVE_DOWN_MS = 200.0
 MN_INTERFACE = "eth0"
 CN_INTERFACE = "eth0"
