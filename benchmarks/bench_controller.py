@@ -182,6 +182,7 @@ class Mn:
     params: cga.CgaParameters
     coa: bytes
     key: rsa.RSAPrivateKey
+    lifetime_units: int = LIFETIME_UNITS
     sequence: int = 0
     phkt: bytes | None = None
 
@@ -203,7 +204,7 @@ class Mn:
         key, coa, anchor = self.key, self.coa, self.anchor
         options = mh.MobilityOptions(cga_parameters=self.params.encode())
         return self._frame(
-            mh.BindingUpdate(self.sequence, LIFETIME_UNITS, options=options),
+            mh.BindingUpdate(self.sequence, self.lifetime_units, options=options),
             signer=lambda data: auth.sign_binding_update(key, coa, anchor, data),
             signature_len=key.key_size // 8,
         )
@@ -220,7 +221,7 @@ class Mn:
 
     def phkt_bu(self) -> Request:
         """A later BU authenticated with Kbm = SHA1(PHKT) (P9)."""
-        return self._authenticated(LIFETIME_UNITS, self.coa)
+        return self._authenticated(self.lifetime_units, self.coa)
 
     def deregistration(self) -> Request:
         """Lifetime 0 from the CoA; the HoA stands in for the CoA (P11)."""
@@ -232,8 +233,11 @@ class Mn:
             self.phkt = auth.decrypt_phkt(self.key, encrypted)
 
 
-def make_mns(switches: int, per_switch: int, seed: int = 5) -> dict[int, list[Mn]]:
-    """``per_switch`` MNs per DAR sharing one RSA-1024 key (their CGAs differ by modifier)."""
+def make_mns(
+    switches: int, per_switch: int, seed: int = 5, lifetime_units: int = LIFETIME_UNITS
+) -> dict[int, list[Mn]]:
+    """``per_switch`` MNs per DAR sharing one RSA-1024 key (their CGAs differ by modifier);
+    their BUs ask for ``lifetime_units`` (4 s each)."""
     rng = random.Random(seed).randbytes
     key = cga.generate_rsa_key(1024)
     der = cga.public_key_der(key)
@@ -243,7 +247,7 @@ def make_mns(switches: int, per_switch: int, seed: int = 5) -> dict[int, list[Mn
         for k in range(per_switch):
             hoa, params = cga.generate_cga(der, anchor_of(dpid)[:8], 0, rng)
             coa = ipaddress.IPv6Address(f"2001:db8:f{dpid:03x}::{k + 1:x}").packed
-            mns[dpid].append(Mn(dpid, hoa, params, coa, key))
+            mns[dpid].append(Mn(dpid, hoa, params, coa, key, lifetime_units))
     return mns
 
 

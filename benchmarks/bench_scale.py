@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_controller  # noqa: E402
 from bench_controller import (  # noqa: E402
     HOST,
     Mn,
@@ -75,30 +74,13 @@ from ofload import (  # noqa: E402
 
 from fama_ryu import mh  # noqa: E402
 from fama_ryu.binding_cache import BindingCache, RemovalCause  # noqa: E402
-from fama_ryu.config import MAX_RSA_VERIFICATIONS_PER_S  # noqa: E402
 from fama_ryu.store import SqliteBindingStore  # noqa: E402
 from openflow_pipelines.cookies import decode_cookie  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-# bench_controller's MNs and domain file are reused with two overrides (it
-# has no parameters for them yet):
-# * a 100k fill takes minutes: bindings must outlive the whole run (3600 s,
-#   the domain's default maximum), not bench_controller's 400 s;
-# * capacity is measured, not the RSA verification budget (a denial-of-service
-#   guard): every MN of a DAR sends from the same /64, so lift the budget.
-bench_controller.LIFETIME_UNITS = 900
-_bench_domain = bench_controller.domain
-
-
-def unbudgeted_domain(switches: int) -> dict[str, Any]:
-    data = _bench_domain(switches)
-    for dar in data["dars"]:
-        dar["rsa_verifications_per_s"] = MAX_RSA_VERIFICATIONS_PER_S
-        dar["rsa_verifications_per_source_per_s"] = MAX_RSA_VERIFICATIONS_PER_S
-    return data
-
-
-bench_controller.domain = unbudgeted_domain
+# A 100k fill takes minutes: bindings must outlive the whole run (3600 s, the
+# domain's default maximum), not bench_controller's 400 s.
+LIFETIME_UNITS = 900
 
 OFPFC_ADD, OFPFC_MODIFY, OFPFC_MODIFY_STRICT, OFPFC_DELETE, OFPFC_DELETE_STRICT = range(5)
 OFPTT_ALL = 0xFF
@@ -506,7 +488,7 @@ async def scale_run(args: argparse.Namespace, size: int, workdir: Path) -> dict[
     """Fill, measure, kill and restart one controller at ``size`` bindings."""
     switches_n = args.switches
     per_switch = size // switches_n
-    mns = make_mns(switches_n, per_switch)
+    mns = make_mns(switches_n, per_switch, lifetime_units=LIFETIME_UNITS)
     probes_per_switch = min(per_switch, max(1, args.probes // switches_n))
     probes = {dpid: group[:probes_per_switch] for dpid, group in mns.items()}
     removed_per_dar = min(args.removed_per_dar, per_switch - probes_per_switch)
@@ -770,7 +752,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 "smoke",
             )
         }
-        | {"lifetime_s": bench_controller.LIFETIME_UNITS * 4},
+        | {"lifetime_s": LIFETIME_UNITS * 4},
         "runs": runs,
     }
     with tempfile.TemporaryDirectory(prefix="fama-scale-") as directory:

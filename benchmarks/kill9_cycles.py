@@ -91,7 +91,7 @@ from bench_controller import (  # noqa: E402
     make_mns,
     port_names,
 )
-from bench_scale import Flow, FlowTable, FlowTableSwitch  # noqa: E402  (also lifts the RSA budget)
+from bench_scale import LIFETIME_UNITS, Flow, FlowTable, FlowTableSwitch  # noqa: E402
 from ofload import Request, ba_keys, ba_status  # noqa: E402
 
 from fama_ryu import config  # noqa: E402
@@ -317,7 +317,7 @@ class Run:
         self.dpids = list(range(1, args.switches + 1))
         self.tables = {dpid: FlowTable() for dpid in self.dpids}
         self.ledger = Ledger()
-        mns = make_mns(args.switches, args.mns, seed=args.seed)
+        mns = make_mns(args.switches, args.mns, seed=args.seed, lifetime_units=LIFETIME_UNITS)
         self.nodes = [Node(mn, index) for group in mns.values() for index, mn in enumerate(group)]
         self.by_hoa = {node.mn.hoa: node for node in self.nodes}
         self.start_index = 0
