@@ -229,12 +229,8 @@ class Dar:
         self.generation = generation
         work = Work(flow_steps=dar_flows.pipeline_setup(self.pipeline, generation))
         binding_phases = merge_phases(
-            dar_flows.install_binding(
-                self.pipeline,
-                _text(binding.hoa),
-                _text(binding.coa),
-                generation,
-                self._expires_in(binding, now),
+            dar_flows.install_binding_packed(
+                self.pipeline, binding.hoa, binding.coa, generation, self._expires_in(binding, now)
             )
             for binding in self.home_agent.cache
         )
@@ -510,25 +506,18 @@ class Dar:
         if change.kind is ChangeKind.DELETE:
             assert change.previous is not None
             return list(
-                dar_flows.delete_binding(
-                    self.pipeline, _text(change.hoa), _text(change.previous.coa)
-                )
+                dar_flows.delete_binding_packed(self.pipeline, change.hoa, change.previous.coa)
             )
         binding = change.binding
         assert binding is not None
         expires_in = self._expires_in(binding, now)
         previous = change.previous
         if previous is not None and previous.coa != binding.coa:
-            return dar_flows.replace_binding(
-                self.pipeline,
-                _text(binding.hoa),
-                _text(previous.coa),
-                _text(binding.coa),
-                self.generation,
-                expires_in,
+            return dar_flows.replace_binding_packed(
+                self.pipeline, binding.hoa, previous.coa, binding.coa, self.generation, expires_in
             )
-        return dar_flows.install_binding(
-            self.pipeline, _text(binding.hoa), _text(binding.coa), self.generation, expires_in
+        return dar_flows.install_binding_packed(
+            self.pipeline, binding.hoa, binding.coa, self.generation, expires_in
         )
 
     @staticmethod

@@ -128,8 +128,14 @@ class DarPipelineConfig:
 
     def is_own_address(self, address: str) -> bool:
         """An address of the DAR itself, or an access prefix's subnet-router anycast address."""
-        return ipv6_packed(address) in self._own_packed
+        return self.is_own_packed(ipv6_packed(address))
+
+    def is_own_packed(self, address: bytes) -> bool:
+        return address in self._own_packed
 
     def access_prefix_of(self, address: str) -> str | None:
         """The access prefix containing ``address``, if any."""
-        return self._prefix_heads.get(ipv6_packed(address)[:8])  # every prefix is a /64 (P1)
+        return self.access_prefix_of_packed(ipv6_packed(address))
+
+    def access_prefix_of_packed(self, address: bytes) -> str | None:
+        return self._prefix_heads.get(address[:8])  # every prefix is a /64 (P1)

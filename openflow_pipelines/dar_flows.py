@@ -370,6 +370,22 @@ def _binding_addresses(dar: DarPipelineConfig, hoa: str, coa: str) -> tuple[str,
     return hoa, coa
 
 
+def _check_binding_packed(dar: DarPipelineConfig, hoa: bytes, coa: bytes) -> None:
+    """:func:`_binding_addresses` for 16-byte addresses (the controller's hot path)."""
+    for address, role in ((hoa, "home address"), (coa, "care-of address")):
+        if len(address) != 16:
+            raise ValueError(f"{role} is {len(address)} bytes, not 16")
+        _unicast_packed(address, role)
+    if dar.access_prefix_of_packed(hoa) is None:
+        raise ValueError(
+            f"home address {ipv6_text(hoa)} is not in an access prefix of this DAR (P7)"
+        )
+    if dar.is_own_packed(hoa):
+        raise ValueError(f"home address {ipv6_text(hoa)} is an address of the DAR itself")
+    if dar.access_prefix_of_packed(coa) is not None:
+        raise ValueError(f"care-of address {ipv6_text(coa)} is in this DAR's access prefixes")
+
+
 def _binding_slots(dar: DarPipelineConfig, hoa: str, coa: str) -> _BindingSlots:
     hoa, coa = _binding_addresses(dar, hoa, coa)
     return _BindingSlots(
@@ -384,11 +400,15 @@ _LOOPBACK_OR_UNSPECIFIED = frozenset({bytes(15) + b"\x01", bytes(16)})
 
 def _unicast(address: str, role: str) -> str:
     packed = ipv6_packed(address)
+    _unicast_packed(packed, role)
+    return ipv6_text(packed)
+
+
+def _unicast_packed(packed: bytes, role: str) -> None:
     multicast = packed[0] == 0xFF
     link_local = packed[0] == 0xFE and packed[1] & 0xC0 == 0x80  # fe80::/10
     if multicast or link_local or packed in _LOOPBACK_OR_UNSPECIFIED:
         raise ValueError(f"{role} {ipv6_text(packed)} is not a routable unicast address")
-    return ipv6_text(packed)
 
 
 # Binding flows are built and checked once per DAR and generation with these
@@ -413,6 +433,14 @@ class _Template:
     steps: tuple[FlowStep, ...]
     encodings: tuple[wire.FlowModTemplate | None, ...]
 
+    @property
+    def hoa_packed(self) -> bytes:
+        return ipv6_packed(self.hoa)
+
+    @property
+    def coa_packed(self) -> bytes:
+        return ipv6_packed(self.coa)
+
     @classmethod
     def of(cls, hoa: str, coa: str, steps: list[FlowStep]) -> _Template:
         encodings = tuple(
@@ -421,9 +449,11 @@ class _Template:
         )
         return cls(hoa, coa, tuple(steps), encodings)
 
-    def filled(self, hoa: str, coa: str, hard_timeout: int) -> list[FlowStep]:
-        addresses = {self.hoa: hoa, self.coa: coa}
-        packed = {ipv6_packed(self.hoa): ipv6_packed(hoa), ipv6_packed(self.coa): ipv6_packed(coa)}
+    def filled(self, hoa: bytes, coa: bytes, hard_timeout: int) -> list[FlowStep]:
+        def addresses() -> dict[str, str]:  # text only if a test or a dump reads the model
+            return {self.hoa: ipv6_text(hoa), self.coa: ipv6_text(coa)}
+
+        packed = {self.hoa_packed: hoa, self.coa_packed: coa}
         steps: list[FlowStep] = []
         for step, encoding in zip(self.steps, self.encodings, strict=True):
             if isinstance(step, FlowMod) and encoding is not None:
@@ -455,7 +485,14 @@ def install_binding(
     ``replace_binding`` for a CoA change.  Same flows as
     :func:`checked_install_binding`, filled from a checked template.
     """
-    hoa, coa = _binding_addresses(dar, hoa, coa)
+    return install_binding_packed(dar, ipv6_packed(hoa), ipv6_packed(coa), generation, expires_in_s)
+
+
+def install_binding_packed(
+    dar: DarPipelineConfig, hoa: bytes, coa: bytes, generation: int, expires_in_s: float
+) -> list[FlowStep]:
+    """:func:`install_binding` for 16-byte addresses (the controller's hot path)."""
+    _check_binding_packed(dar, hoa, coa)
     hard_timeout = binding_hard_timeout(expires_in_s)
     return _install_template(dar, generation).filled(hoa, coa, hard_timeout)
 
@@ -497,11 +534,25 @@ def replace_binding(
     The encap rules are replaced in place (same match and priority); the old
     CoA's decap rule goes only after the new CoA's is in.
     """
-    if ipv6_packed(old_coa) == ipv6_packed(new_coa):
+    return replace_binding_packed(
+        dar, ipv6_packed(hoa), ipv6_packed(old_coa), ipv6_packed(new_coa), generation, expires_in_s
+    )
+
+
+def replace_binding_packed(
+    dar: DarPipelineConfig,
+    hoa: bytes,
+    old_coa: bytes,
+    new_coa: bytes,
+    generation: int,
+    expires_in_s: float,
+) -> list[FlowStep]:
+    """:func:`replace_binding` for 16-byte addresses (the controller's hot path)."""
+    if old_coa == new_coa:
         raise ValueError("same care-of address: refresh with install_binding")
-    old_decap = delete_binding(dar, hoa, old_coa)[-1]
+    old_decap = delete_binding_packed(dar, hoa, old_coa)[-1]
     return [
-        *install_binding(dar, hoa, new_coa, generation, expires_in_s),
+        *install_binding_packed(dar, hoa, new_coa, generation, expires_in_s),
         Barrier(),
         old_decap,
     ]
@@ -513,7 +564,12 @@ def delete_binding(dar: DarPipelineConfig, hoa: str, coa: str) -> list[FlowMod]:
     The encap rules match on the HoA alone, so pass the binding's current CoA.
     The decap rule is the last.  Same flows as :func:`checked_delete_binding`.
     """
-    hoa, coa = _binding_addresses(dar, hoa, coa)
+    return delete_binding_packed(dar, ipv6_packed(hoa), ipv6_packed(coa))
+
+
+def delete_binding_packed(dar: DarPipelineConfig, hoa: bytes, coa: bytes) -> list[FlowMod]:
+    """:func:`delete_binding` for 16-byte addresses (the controller's hot path)."""
+    _check_binding_packed(dar, hoa, coa)
     flows = _delete_template(dar).filled(hoa, coa, 0)
     return [flow for flow in flows if isinstance(flow, FlowMod)]
 

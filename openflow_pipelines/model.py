@@ -23,7 +23,7 @@ import enum
 import ipaddress
 import re
 import socket
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -460,47 +460,82 @@ class MeterMod:
 FlowStep = FlowMod | MeterMod | Barrier
 
 
-def with_addresses(flow: FlowMod, addresses: Mapping[str, str], hard_timeout: int) -> FlowMod:
+def with_addresses(
+    flow: FlowMod, addresses: Callable[[], Mapping[str, str]], hard_timeout: int
+) -> FlowMod:
     """A copy of a checked ``flow`` with IPv6 address values swapped, without checking again.
 
     For builders that check a flow once as a template and fill it per
-    binding: ``addresses`` maps a canonical address of the template to the
-    canonical address replacing it, in match fields and set-field actions.
-    Every IPv6 field takes any address and no check depends on the value,
-    so whatever held for ``flow`` holds for the copy; ``hard_timeout`` must
-    fit 16 bits like any timeout.
+    binding: ``addresses()`` maps a canonical address of the template to
+    the canonical address replacing it, in match fields and set-field
+    actions.  Every IPv6 field takes any address and no check depends on
+    the value, so whatever held for ``flow`` holds for the copy;
+    ``hard_timeout`` must fit 16 bits like any timeout.  The copy's match
+    is built when first read: the controller sends such flows as bytes
+    (``wire.FlowModTemplate``) and never reads it.
     """
     if not 0 <= hard_timeout <= MAX_TIMEOUT_S:
         raise ValueError(f"hard_timeout {hard_timeout} does not fit 16 bits")
-    match = object.__new__(Match)
-    object.__setattr__(
-        match,
-        "_fields",
-        {
-            name: addresses.get(value, value) if isinstance(value, str) else value
-            for name, value in flow.match.items()
-        },
-    )
-    actions = tuple(
-        _swapped(action, addresses[action.value])
-        if isinstance(action, SetField)
-        and isinstance(action.value, str)
-        and action.value in addresses
-        else action
-        for action in flow.actions
-    )
-    copy = object.__new__(FlowMod)
-    # The declared fields only: nothing else a filled flow may carry (its encoding).
+    actions = flow.actions
+    if any(isinstance(action, SetField) for action in actions):
+        swap = addresses()
+        actions = tuple(
+            _swapped(action, swap[action.value])
+            if isinstance(action, SetField)
+            and isinstance(action.value, str)
+            and action.value in swap
+            else action
+            for action in actions
+        )
+    copy = object.__new__(_FilledFlowMod)
+    # The declared fields but the match: nothing else a filled flow may carry
+    # (its encoding).
     copy.__dict__.update(
-        {name: flow.__dict__[name] for name in _FLOW_MOD_FIELDS},
-        match=match,
+        {name: getattr(flow, name) for name in _SCALAR_FIELDS},
         actions=actions,
         hard_timeout=hard_timeout,
+        _filled_from=(flow, addresses),
     )
     return copy
 
 
+class _FilledFlowMod(FlowMod):
+    """A :class:`FlowMod` from :func:`with_addresses`; equal to the FlowMod it stands for."""
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called for attributes not set (``match`` has no class default): built once.
+        if name != "match":
+            raise AttributeError(name)
+        template, addresses_of = self.__dict__["_filled_from"]
+        addresses = addresses_of()
+        match = object.__new__(Match)
+        object.__setattr__(
+            match,
+            "_fields",
+            {
+                field: addresses.get(value, value) if isinstance(value, str) else value
+                for field, value in template.match.items()
+            },
+        )
+        self.__dict__["match"] = match
+        return match
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FlowMod):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _FLOW_MOD_FIELDS)
+
+    __hash__ = FlowMod.__hash__
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in _FLOW_MOD_FIELDS)
+        return f"FlowMod({fields})"
+
+
 _FLOW_MOD_FIELDS = tuple(field.name for field in dataclasses.fields(FlowMod))
+_SCALAR_FIELDS = tuple(name for name in _FLOW_MOD_FIELDS if name not in ("match", "actions"))
+if "match" in vars(FlowMod):  # a class default would hide _FilledFlowMod's lazy build
+    raise TypeError("FlowMod.match must have no default")
 
 
 def _swapped(action: SetField, value: str) -> SetField:

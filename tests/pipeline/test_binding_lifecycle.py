@@ -289,7 +289,7 @@ def test_filled_binding_flows_equal_fully_checked_ones(
         if isinstance(step, FlowMod):
             fresh = dataclasses.replace(step)  # a new object: no encoding attached
             assert wire.encode_flow_mod(step, 77) == wire.encode_flow_mod(fresh, 77)
-    refreshed = with_addresses(filled[-1], {}, 5)  # a copy of a filled flow re-encodes
+    refreshed = with_addresses(filled[-1], dict, 5)  # a copy of a filled flow re-encodes
     assert wire.encode_flow_mod(refreshed, 1) == wire.encode_flow_mod(
         dataclasses.replace(refreshed), 1
     )
