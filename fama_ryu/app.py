@@ -44,7 +44,7 @@ from fama_ryu.binding_cache import BindingCache
 from fama_ryu.dar import Dar, PacketOut, Work
 from fama_ryu.store import SqliteBindingStore, StoreError
 from openflow_pipelines import wire
-from openflow_pipelines.model import FlowMod, FlowStep
+from openflow_pipelines.model import FlowMod
 
 eventlet_compat.apply()
 CONF = cfg.CONF
@@ -325,9 +325,6 @@ class FamaApp(app_manager.RyuApp):
                 self._after_barrier[(dar.dpid, xid)] = after_flows
                 messages.append(wire.encode_barrier_request(xid))
             datapath.send(b"".join(messages))
-
-    def _send_steps(self, dar: Dar, steps: list[FlowStep]) -> None:
-        self._send_flows([(dar, Work(flow_steps=steps))])
 
     @staticmethod
     def _send_frames(datapath: Any, frames: list[PacketOut]) -> None:

@@ -507,13 +507,6 @@ def test_error_and_flow_removed_messages_are_counted(
     app._flow_removed(event(FakeDatapath(DPID_UNKNOWN), reason=0))
 
 
-def test_the_shim_refuses_an_unknown_action() -> None:
-    from fama_ryu import ofp_shim
-
-    with pytest.raises(TypeError, match="unknown action"):
-        ofp_shim._action(object())  # type: ignore[arg-type]
-
-
 def test_tick_sends_ras_and_expires_bindings(
     harness: Harness, app: app_module.FamaApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:

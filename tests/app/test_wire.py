@@ -240,3 +240,8 @@ def test_phases_split_at_barriers_and_merge_in_order() -> None:
             first = max(i for i, phase in enumerate(merged) if earlier[0] in phase)
             second = min(i for i, phase in enumerate(merged) if later[0] in phase)
             assert first < second
+
+
+def test_the_encoder_refuses_an_unknown_action() -> None:
+    with pytest.raises(TypeError, match="unknown action"):
+        wire.encode_action(object())  # type: ignore[arg-type]
