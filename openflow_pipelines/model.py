@@ -1,13 +1,14 @@
 """Neutral, immutable OpenFlow 1.3 flow model.
 
-The flow builders, the simulated switch and the Ryu shim speak this model;
-nothing here imports ryu, so a move to os-ken only touches the shim.
+The flow builders, the simulated switch and the wire encoder (``wire``) speak
+this model; nothing here imports ryu.
 
 Match fields carry OpenFlow 1.3 OXM names as Ryu's ``OFPMatch`` keyword
 arguments spell them, with values in the textual form Ryu accepts: integers
 for numeric fields, compressed IPv6 text, lower-case ``aa:bb:cc:dd:ee:ff``
 MAC text, and ``(value, mask)`` pairs for masked fields.  A ``Match`` is a
-read-only mapping, so the shim can write ``OFPMatch(**flow_mod.match)``.
+read-only mapping (the tests write ``OFPMatch(**flow_mod.match)`` to compare
+the wire encoding with Ryu's).
 
 Values are normalised and checked when a ``Match``, an action or a
 ``FlowMod`` is built, including the OpenFlow prerequisites Open vSwitch
