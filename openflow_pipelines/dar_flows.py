@@ -358,20 +358,13 @@ def binding_hard_timeout(expires_in_s: float) -> int:
 
 def _binding_addresses(dar: DarPipelineConfig, hoa: str, coa: str) -> tuple[str, str]:
     """Canonical ``hoa`` and ``coa``, checked for a binding on ``dar``."""
-    hoa = _unicast(hoa, "home address")
-    coa = _unicast(coa, "care-of address")
-    if dar.access_prefix_of(hoa) is None:
-        raise ValueError(f"home address {hoa} is not in an access prefix of this DAR (P7)")
-    if dar.is_own_address(hoa):
-        raise ValueError(f"home address {hoa} is an address of the DAR itself")
-    if dar.access_prefix_of(coa) is not None:
-        # The tunnel would be routed back into this DAR's own access link.
-        raise ValueError(f"care-of address {coa} is in this DAR's access prefixes")
-    return hoa, coa
+    hoa_packed, coa_packed = ipv6_packed(hoa), ipv6_packed(coa)
+    _check_binding_packed(dar, hoa_packed, coa_packed)
+    return ipv6_text(hoa_packed), ipv6_text(coa_packed)
 
 
 def _check_binding_packed(dar: DarPipelineConfig, hoa: bytes, coa: bytes) -> None:
-    """:func:`_binding_addresses` for 16-byte addresses (the controller's hot path)."""
+    """Refuse a binding of ``hoa`` to ``coa`` (16-byte addresses) that ``dar`` cannot carry."""
     for address, role in ((hoa, "home address"), (coa, "care-of address")):
         if len(address) != 16:
             raise ValueError(f"{role} is {len(address)} bytes, not 16")
@@ -383,6 +376,7 @@ def _check_binding_packed(dar: DarPipelineConfig, hoa: bytes, coa: bytes) -> Non
     if dar.is_own_packed(hoa):
         raise ValueError(f"home address {ipv6_text(hoa)} is an address of the DAR itself")
     if dar.access_prefix_of_packed(coa) is not None:
+        # The tunnel would be routed back into this DAR's own access link.
         raise ValueError(f"care-of address {ipv6_text(coa)} is in this DAR's access prefixes")
 
 
@@ -430,16 +424,10 @@ class _Template:
 
     hoa: str
     coa: str
+    hoa_packed: bytes
+    coa_packed: bytes
     steps: tuple[FlowStep, ...]
     encodings: tuple[wire.FlowModTemplate | None, ...]
-
-    @property
-    def hoa_packed(self) -> bytes:
-        return ipv6_packed(self.hoa)
-
-    @property
-    def coa_packed(self) -> bytes:
-        return ipv6_packed(self.coa)
 
     @classmethod
     def of(cls, hoa: str, coa: str, steps: list[FlowStep]) -> _Template:
@@ -447,7 +435,7 @@ class _Template:
             wire.FlowModTemplate(step, (hoa, coa)) if isinstance(step, FlowMod) else None
             for step in steps
         )
-        return cls(hoa, coa, tuple(steps), encodings)
+        return cls(hoa, coa, ipv6_packed(hoa), ipv6_packed(coa), tuple(steps), encodings)
 
     def filled(self, hoa: bytes, coa: bytes, hard_timeout: int) -> list[FlowStep]:
         def addresses() -> dict[str, str]:  # text only if a test or a dump reads the model
