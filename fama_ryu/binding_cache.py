@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import heapq
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 SEQUENCE_MODULUS = 1 << 16
@@ -100,9 +100,6 @@ class BindingChange:
     previous: Binding | None = None
     tombstone: Tombstone | None = None
     cause: RemovalCause | None = None
-
-
-_DEADLINE = {Binding: "expires_at", Tombstone: "forget_at"}
 
 
 class BindingCache:
@@ -189,7 +186,7 @@ class BindingCache:
             if change.tombstone is not None:
                 self._tombstones[change.hoa] = change.tombstone
                 self._push(
-                    self._forget_heap, change.tombstone.forget_at, change.hoa, self._tombstones
+                    self._forget_heap, change.tombstone.forget_at, change.hoa, len(self._tombstones)
                 )
             return
         assert change.binding is not None
@@ -197,7 +194,9 @@ class BindingCache:
         self._tombstones.pop(change.hoa, None)
         self._coa_to_hoas.setdefault(change.binding.coa, set()).add(change.hoa)
         if previous is None or previous.expires_at != change.binding.expires_at:
-            self._push(self._expiry_heap, change.binding.expires_at, change.hoa, self._bindings)
+            self._push(
+                self._expiry_heap, change.binding.expires_at, change.hoa, len(self._bindings)
+            )
 
     def expirations(self, now: float) -> list[BindingChange]:
         """Removals for every binding whose lifetime has run out.
@@ -235,15 +234,10 @@ class BindingCache:
                 forgotten += 1
         return forgotten
 
-    @staticmethod
-    def _push(
-        heap: list[tuple[float, bytes]], when: float, hoa: bytes, live: Mapping[bytes, object]
-    ) -> None:
+    def _push(self, heap: list[tuple[float, bytes]], when: float, hoa: bytes, live: int) -> None:
         heapq.heappush(heap, (when, hoa))
-        if len(heap) > 2 * len(live) + 1024:
-            # Superseded entries outnumber live ones (many refreshes): rebuild.
-            heap[:] = [(getattr(live[h], _DEADLINE[type(live[h])]), h) for h in live]
-            heapq.heapify(heap)
+        if len(heap) > 2 * live + 1024:
+            self._rebuild_heaps()  # superseded entries outnumber live ones (many refreshes)
 
     def _rebuild_heaps(self) -> None:
         self._expiry_heap = [(b.expires_at, hoa) for hoa, b in self._bindings.items()]
