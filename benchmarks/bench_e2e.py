@@ -50,12 +50,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_common import (  # noqa: E402
     RESULTS,
-    BenchEnvironmentError,
     counter_delta,
     dar_counters,
     machine,
     percentiles_ms,
     ratio,
+    run_and_report,
     run_in_node,
     running_lab,
 )
@@ -542,18 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.mns, args.samples, args.repeats, args.step_s = 10, 20, 1, 0.5
         args.rates = [100.0, 200.0]
-    try:
-        data = bench(args)
-    except BenchEnvironmentError as exc:
-        print(f"bench_e2e: {exc}", file=sys.stderr)
-        return exc.exit_code
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(data, indent=1) + "\n")
-    plot = args.plot or args.json.with_suffix(".png")
-    write_plot(data, plot)
-    print(report(data))
-    print(f"\nJSON: {args.json}\nplot: {plot}")
-    return 0
+    plot = (write_plot, args.plot or args.json.with_suffix(".png"))
+    return run_and_report("bench_e2e", lambda: bench(args), args.json, report, plot)
 
 
 if __name__ == "__main__":

@@ -43,9 +43,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_common import (  # noqa: E402
     RESULTS,
-    BenchEnvironmentError,
     machine,
     percentiles_ms,
+    run_and_report,
     running_lab,
 )
 
@@ -374,18 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.handovers, args.warmup, args.dwell_s = 3, 1, 0.3
-    try:
-        data = bench(args)
-    except BenchEnvironmentError as exc:
-        print(f"bench_handover: {exc}", file=sys.stderr)
-        return exc.exit_code
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(data, indent=1) + "\n")
-    plot = args.plot or args.json.with_suffix(".png")
-    write_plot(data, plot)
-    print(report(data))
-    print(f"\nJSON: {args.json}\nplot: {plot}")
-    return 0
+    plot = (write_plot, args.plot or args.json.with_suffix(".png"))
+    return run_and_report("bench_handover", lambda: bench(args), args.json, report, plot)
 
 
 if __name__ == "__main__":

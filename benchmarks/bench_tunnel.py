@@ -44,11 +44,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_e2e import ETH_P_IPV6, PACKET_OUTGOING, EmulatedMn  # noqa: E402
 from lab_common import (  # noqa: E402
     RESULTS,
-    BenchEnvironmentError,
     counter_delta,
     dar_counters,
     machine,
     ratio,
+    run_and_report,
     run_in_node,
     running_lab,
 )
@@ -395,18 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         args.sizes, args.duration, args.repeats = [256], 0.5, 1
     if any(not 1 <= size <= 1400 for size in args.sizes):
         parser.error("--sizes: each payload must be 1..1400 bytes")
-    try:
-        data = bench(args)
-    except BenchEnvironmentError as exc:
-        print(f"bench_tunnel: {exc}", file=sys.stderr)
-        return exc.exit_code
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(data, indent=1) + "\n")
-    plot = args.plot or args.json.with_suffix(".png")
-    write_plot(data, plot)
-    print(report(data))
-    print(f"\nJSON: {args.json}\nplot: {plot}")
-    return 0
+    plot = (write_plot, args.plot or args.json.with_suffix(".png"))
+    return run_and_report("bench_tunnel", lambda: bench(args), args.json, report, plot)
 
 
 if __name__ == "__main__":

@@ -62,10 +62,10 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lab_common import (  # noqa: E402
     RESULTS,
-    BenchEnvironmentError,
     counter_delta,
     dar_counters,
     machine,
+    run_and_report,
     running_lab,
 )
 
@@ -605,16 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, default=RESULTS / "false_coa_lab.json")
     args = parser.parse_args(argv)
-    try:
-        data = bench(args)
-    except BenchEnvironmentError as exc:
-        print(f"false_coa_lab: {exc}", file=sys.stderr)
-        return exc.exit_code
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(data, indent=1) + "\n")
-    print(report(data))
-    print(f"\nJSON: {args.json}")
-    return 0
+    return run_and_report("false_coa_lab", lambda: bench(args), args.json, report)
 
 
 if __name__ == "__main__":

@@ -52,12 +52,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_e2e  # noqa: E402
 from lab_common import (  # noqa: E402
     RESULTS,
-    BenchEnvironmentError,
     counter_delta,
     dar_counters,
     machine,
     percentiles_ms,
     ratio,
+    run_and_report,
     running_lab,
 )
 
@@ -481,16 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mns", type=int, default=200, help="emulated legitimate MNs")
     parser.add_argument("--json", type=Path, default=RESULTS / "flood_lab.json")
     args = parser.parse_args(argv)
-    try:
-        data = bench(args)
-    except BenchEnvironmentError as exc:
-        print(f"flood_lab: {exc}", file=sys.stderr)
-        return exc.exit_code
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(data, indent=1) + "\n")
-    print(report(data))
-    print(f"\nJSON: {args.json}")
-    return 0
+    return run_and_report("flood_lab", lambda: bench(args), args.json, report)
 
 
 if __name__ == "__main__":

@@ -11,12 +11,13 @@ result file carries.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,32 @@ def machine() -> dict[str, Any]:
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 3) if a is not None and b else None
+
+
+def run_and_report(
+    name: str,
+    run: Callable[[], dict[str, Any]],
+    json_path: Path,
+    report: Callable[[dict[str, Any]], str],
+    plot: tuple[Callable[[dict[str, Any], Path], None], Path] | None = None,
+) -> int:
+    """Run a lab benchmark; write its JSON (and plot), print its table; the exit status.
+
+    A lab that cannot run here (:class:`BenchEnvironmentError`) is a message
+    on stderr and that error's exit status.
+    """
+    try:
+        data = run()
+    except BenchEnvironmentError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(data, indent=1) + "\n")
+    outputs = f"JSON: {json_path}"
+    if plot is not None:
+        write_plot, plot_path = plot
+        write_plot(data, plot_path)
+        outputs += f"\nplot: {plot_path}"
+    print(report(data))
+    print(f"\n{outputs}")
+    return 0
