@@ -109,6 +109,7 @@ class FamaApp(app_manager.RyuApp):
         self.metrics = metrics.Metrics(self.dars.values)
         if CONF.fama.metrics_port:
             self._serve_metrics(CONF.fama.metrics_host, CONF.fama.metrics_port)
+        ofp_shim.take_over_receive(self._fast_packet_in, self._fast_barrier_reply)
         self._committer = hub.spawn(self._commit_when_idle)
         self._ticker = hub.spawn(self._tick_forever)
 
@@ -174,14 +175,34 @@ class FamaApp(app_manager.RyuApp):
 
     # ------------------------------------------------------------ packets and replies
 
+    # Packet-ins and barrier replies come as bytes from the shim's receive
+    # loop (ofp_shim.take_over_receive), in the switch's green thread; the
+    # Ryu event handlers take what the loop declines (a switch not yet set
+    # up, so the packet waits behind its port description in the queue).
+
+    def _fast_packet_in(self, datapath: Any, in_port: int, frame: bytes) -> bool:
+        dar = self.dars.get(datapath.id)
+        if dar is None or self.datapaths.get(datapath.id) is not datapath:
+            return False
+        self._handle_packet_in(dar, in_port, frame)
+        return True
+
+    def _fast_barrier_reply(self, datapath: Any, xid: int) -> bool:
+        if self.datapaths.get(datapath.id) is not datapath:
+            return False
+        self._release_after_barrier(datapath, xid)
+        return True
+
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
     def _packet_in(self, event: Any) -> None:
         message = event.msg
         dar = self.dars.get(message.datapath.id)
         if dar is None or message.datapath.id not in self.datapaths:
             return
+        self._handle_packet_in(dar, message.match["in_port"], bytes(message.data))
+
+    def _handle_packet_in(self, dar: Dar, in_port: int, frame: bytes) -> None:
         started = time.perf_counter()
-        in_port, frame = message.match["in_port"], bytes(message.data)
         try:
             work = dar.packet_in(in_port, frame, time.time(), time.monotonic())
             if work.retry_after_commit:
@@ -200,8 +221,10 @@ class FamaApp(app_manager.RyuApp):
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     def _barrier_reply(self, event: Any) -> None:
-        datapath = event.msg.datapath
-        frames = self._after_barrier.pop((datapath.id, event.msg.xid), None)
+        self._release_after_barrier(event.msg.datapath, event.msg.xid)
+
+    def _release_after_barrier(self, datapath: Any, xid: int) -> None:
+        frames = self._after_barrier.pop((datapath.id, xid), None)
         if frames:
             crash_points.reached("before_ba")
             self._send_frames(datapath, frames)
