@@ -139,6 +139,9 @@ def _text(address: bytes) -> str:
     return ipv6_text(address)
 
 
+_ZERO_INTERFACE_ID = bytes(8)
+
+
 def _mac_bytes(mac: str) -> bytes:
     return bytes.fromhex(mac.replace(":", ""))
 
@@ -171,6 +174,10 @@ class Dar:
         self.link_local = config.link_local.packed
         self.anchor = config.anchor_address.packed
         self.own_addresses = frozenset({self.anchor, self.link_local})
+        self._access_prefixes64 = frozenset(
+            prefix.network_address.packed[:8] for prefix in config.access_prefixes
+        )
+        self._core_next_hop_mac = _mac_bytes(config.core_next_hop.mac)
         self.pipeline: DarPipelineConfig | None = None
         self.generation = 0
         self.neighbors: dict[bytes, Neighbor] = {}
@@ -535,12 +542,9 @@ class Dar:
         address (prefix::, RFC 4291 §2.6.1), which belongs to the router.
         """
         return (
-            address not in self.own_addresses
-            and address[8:] != bytes(8)
-            and any(
-                address[:8] == prefix.network_address.packed[:8]
-                for prefix in self.config.access_prefixes
-            )
+            address[:8] in self._access_prefixes64
+            and address not in self.own_addresses
+            and address[8:] != _ZERO_INTERFACE_ID
         )
 
     def _ethernet_for(self, ipv6_packet: bytes) -> PacketOut | None:
@@ -559,10 +563,9 @@ class Dar:
             return PacketOut(
                 neighbor.port, mh.build_ethernet_frame(self.router_mac, neighbor.mac, ipv6_packet)
             )
-        next_hop_mac = _mac_bytes(self.pipeline.core_next_hop_mac)
         return PacketOut(
             self.pipeline.core_port,
-            mh.build_ethernet_frame(self.router_mac, next_hop_mac, ipv6_packet),
+            mh.build_ethernet_frame(self.router_mac, self._core_next_hop_mac, ipv6_packet),
         )
 
     # ------------------------------------------------------------ neighbour discovery

@@ -9,12 +9,18 @@ the hot path only increments a dictionary entry.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from fama_ryu import mh
 from fama_ryu.dar import Dar
@@ -25,6 +31,7 @@ from fama_ryu.home_agent import DropReason
 _MOBILITY_DROPS = frozenset(f"drop:{reason.value}" for reason in (*mh.RejectReason, *DropReason))
 
 LABELS = ("dp_id", "dp_name")
+BU_LATENCY_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
 # (metric name, help, counter keys summed into it)
 _COUNTERS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
@@ -62,13 +69,48 @@ _COUNTERS: tuple[tuple[str, str, Callable[[str], bool]], ...] = (
 )
 
 
+class BuLatency:
+    """Time from packet-in to decision and flow-mods sent, per DAR: Prometheus
+    histogram buckets (upper bounds inclusive) counted without a lock."""
+
+    def __init__(self, bounds: tuple[float, ...] = BU_LATENCY_BUCKETS_S) -> None:
+        self.bounds = bounds
+        # dpid -> [count per bucket..., count over the last bound, sum of seconds]
+        self.by_dpid: dict[int, list[float]] = {}
+
+    def observe(self, dpid: int, seconds: float) -> None:
+        counts = self.by_dpid.get(dpid)
+        if counts is None:
+            counts = self.by_dpid[dpid] = [0] * (len(self.bounds) + 2)
+        counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        counts[-1] += seconds
+
+    def family(self, dars: Iterable[Dar]) -> HistogramMetricFamily:
+        family = HistogramMetricFamily(
+            "fama_bu_processing_seconds",
+            "Time from packet-in to the decision and its flow-mods being sent",
+            labels=LABELS,
+        )
+        for dar in dars:
+            counts = self.by_dpid.get(dar.dpid)
+            if counts is None:  # no BU yet: no sample, as for an unused label set
+                continue
+            buckets, total = [], 0.0
+            for bound, count in zip((*self.bounds, float("inf")), counts[:-1], strict=True):
+                total += count
+                buckets.append((floatToGoString(bound), total))
+            family.add_metric(_labels(dar), buckets, sum_value=counts[-1])
+        return family
+
+
 class DarCollector(Collector):
-    """Reads the DARs' counters and binding tables when Prometheus scrapes."""
+    """Reads the DARs' counters, binding tables and BU latencies when Prometheus scrapes."""
 
-    def __init__(self, dars: Callable[[], Iterable[Dar]]) -> None:
+    def __init__(self, dars: Callable[[], Iterable[Dar]], latency: BuLatency) -> None:
         self._dars = dars
+        self._latency = latency
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         dars = list(self._dars())
         for name, documentation, selects in _COUNTERS:
             family = CounterMetricFamily(name, documentation, labels=LABELS)
@@ -85,6 +127,7 @@ class DarCollector(Collector):
             connected.add_metric(_labels(dar), 1 if dar.connected else 0)
         yield bindings
         yield connected
+        yield self._latency.family(dars)
 
 
 def _labels(dar: Dar) -> list[str]:
@@ -96,20 +139,8 @@ class Metrics:
 
     def __init__(self, dars: Callable[[], Iterable[Dar]]) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(DarCollector(dars))
-        self.bu_processing_seconds = Histogram(
-            "fama_bu_processing_seconds",
-            "Time from packet-in to the decision and its flow-mods being sent",
-            labelnames=LABELS,
-            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
-            registry=self.registry,
-        )
-        self._bu_histograms: dict[int, Any] = {}
+        self.bu_latency = BuLatency()
+        self.registry.register(DarCollector(dars, self.bu_latency))
 
     def observe_bu(self, dar: Dar, seconds: float) -> None:
-        histogram = self._bu_histograms.get(dar.dpid)
-        if histogram is None:  # labels() costs more than observe(): once per DAR
-            histogram = self._bu_histograms[dar.dpid] = self.bu_processing_seconds.labels(
-                *_labels(dar)
-            )
-        histogram.observe(seconds)
+        self.bu_latency.observe(dar.dpid, seconds)
