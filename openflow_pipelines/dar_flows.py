@@ -27,9 +27,9 @@ punts point to them.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from openflow_pipelines import wire
@@ -96,7 +96,6 @@ from openflow_pipelines.model import (
     ipv6_packed,
     ipv6_prefix,
     ipv6_text,
-    with_addresses,
 )
 from openflow_pipelines.pipeline import MeterSpec, PriorityBand, TableSpec
 
@@ -365,10 +364,8 @@ def _binding_addresses(dar: DarPipelineConfig, hoa: str, coa: str) -> tuple[str,
 
 def _check_binding_packed(dar: DarPipelineConfig, hoa: bytes, coa: bytes) -> None:
     """Refuse a binding of ``hoa`` to ``coa`` (16-byte addresses) that ``dar`` cannot carry."""
-    for address, role in ((hoa, "home address"), (coa, "care-of address")):
-        if len(address) != 16:
-            raise ValueError(f"{role} is {len(address)} bytes, not 16")
-        _unicast_packed(address, role)
+    _unicast_packed(hoa, "home address")
+    _unicast_packed(coa, "care-of address")
     if dar.access_prefix_of_packed(hoa) is None:
         raise ValueError(
             f"home address {ipv6_text(hoa)} is not in an access prefix of this DAR (P7)"
@@ -399,6 +396,8 @@ def _unicast(address: str, role: str) -> str:
 
 
 def _unicast_packed(packed: bytes, role: str) -> None:
+    if len(packed) != 16:
+        raise ValueError(f"{role} is {len(packed)} bytes, not 16")
     multicast = packed[0] == 0xFF
     link_local = packed[0] == 0xFE and packed[1] & 0xC0 == 0x80  # fe80::/10
     if multicast or link_local or packed in _LOOPBACK_OR_UNSPECIFIED:
@@ -406,7 +405,7 @@ def _unicast_packed(packed: bytes, role: str) -> None:
 
 
 # Binding flows are built and checked once per DAR and generation with these
-# addresses, then filled per binding (model.with_addresses): a Binding Update
+# addresses, then filled per binding (wire.FlowModTemplate): a Binding Update
 # needs its flows in microseconds, not the time a full check takes.
 _TEMPLATE_CARE_OF_CANDIDATES = ("100::1", "100:0:0:1::1")  # discard-only prefix, RFC 6666
 
@@ -420,47 +419,69 @@ def _template_addresses(dar: DarPipelineConfig) -> tuple[str, str]:
 
 @dataclass(frozen=True)
 class _Template:
-    """Checked flow steps for placeholder addresses, and their wire encodings."""
+    """Checked flow steps for placeholder addresses, each flow-mod ready to be filled."""
 
-    hoa: str
-    coa: str
-    hoa_packed: bytes
-    coa_packed: bytes
-    steps: tuple[FlowStep, ...]
-    encodings: tuple[wire.FlowModTemplate | None, ...]
+    hoa: bytes
+    coa: bytes
+    parts: tuple[wire.FlowModTemplate | FlowStep, ...]
 
     @classmethod
-    def of(cls, hoa: str, coa: str, steps: list[FlowStep]) -> _Template:
-        encodings = tuple(
-            wire.FlowModTemplate(step, (hoa, coa)) if isinstance(step, FlowMod) else None
+    def of(cls, hoa: str, coa: str, steps: Iterable[FlowStep]) -> _Template:
+        placeholders = (ipv6_packed(hoa), ipv6_packed(coa))
+        parts = tuple(
+            wire.FlowModTemplate(step, placeholders) if isinstance(step, FlowMod) else step
             for step in steps
         )
-        return cls(hoa, coa, ipv6_packed(hoa), ipv6_packed(coa), tuple(steps), encodings)
+        return cls(*placeholders, parts)
 
     def filled(self, hoa: bytes, coa: bytes, hard_timeout: int) -> list[FlowStep]:
-        def addresses() -> dict[str, str]:  # text only if a test or a dump reads the model
-            return {self.hoa: ipv6_text(hoa), self.coa: ipv6_text(coa)}
+        addresses = {self.hoa: hoa, self.coa: coa}
+        return [
+            part.filled(addresses, hard_timeout) if isinstance(part, wire.FlowModTemplate) else part
+            for part in self.parts
+        ]
 
-        packed = {self.hoa_packed: hoa, self.coa_packed: coa}
-        steps: list[FlowStep] = []
-        for step, encoding in zip(self.steps, self.encodings, strict=True):
-            if isinstance(step, FlowMod) and encoding is not None:
-                steps.append(encoding.fill(with_addresses(step, addresses, hard_timeout), packed))
-            else:
-                steps.append(step)
-        return steps
+    def filled_flow_mods(self, hoa: bytes, coa: bytes) -> list[FlowMod]:
+        """The flow-mods alone (for deletes: no hard timeout)."""
+        addresses = {self.hoa: hoa, self.coa: coa}
+        return [
+            part.filled(addresses, 0)
+            for part in self.parts
+            if isinstance(part, wire.FlowModTemplate)
+        ]
 
 
-@functools.lru_cache(maxsize=64)
+# Templates by (id of the DAR config, generation; None for deletes): hashing a
+# config costs more than filling its flows.  An entry holds its config, so no
+# other object can take that id while the entry is kept.
+_TEMPLATES_KEPT = 64
+_templates: dict[tuple[int, int | None], tuple[DarPipelineConfig, _Template]] = {}
+
+
+def _keep_template(dar: DarPipelineConfig, generation: int | None, template: _Template) -> None:
+    if len(_templates) >= _TEMPLATES_KEPT:
+        del _templates[next(iter(_templates))]  # the oldest
+    _templates[id(dar), generation] = (dar, template)
+
+
 def _install_template(dar: DarPipelineConfig, generation: int) -> _Template:
+    kept = _templates.get((id(dar), generation))
+    if kept is not None:
+        return kept[1]
     hoa, coa = _template_addresses(dar)
-    return _Template.of(hoa, coa, checked_install_binding(dar, hoa, coa, generation, 1))
+    template = _Template.of(hoa, coa, checked_install_binding(dar, hoa, coa, generation, 1))
+    _keep_template(dar, generation, template)
+    return template
 
 
-@functools.lru_cache(maxsize=64)
 def _delete_template(dar: DarPipelineConfig) -> _Template:
+    kept = _templates.get((id(dar), None))
+    if kept is not None:
+        return kept[1]
     hoa, coa = _template_addresses(dar)
-    return _Template.of(hoa, coa, list(checked_delete_binding(dar, hoa, coa)))
+    template = _Template.of(hoa, coa, checked_delete_binding(dar, hoa, coa))
+    _keep_template(dar, None, template)
+    return template
 
 
 def install_binding(
@@ -558,8 +579,7 @@ def delete_binding(dar: DarPipelineConfig, hoa: str, coa: str) -> list[FlowMod]:
 def delete_binding_packed(dar: DarPipelineConfig, hoa: bytes, coa: bytes) -> list[FlowMod]:
     """:func:`delete_binding` for 16-byte addresses (the controller's hot path)."""
     _check_binding_packed(dar, hoa, coa)
-    flows = _delete_template(dar).filled(hoa, coa, 0)
-    return [flow for flow in flows if isinstance(flow, FlowMod)]
+    return _delete_template(dar).filled_flow_mods(hoa, coa)
 
 
 def checked_delete_binding(dar: DarPipelineConfig, hoa: str, coa: str) -> list[FlowMod]:

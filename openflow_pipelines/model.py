@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -461,26 +462,79 @@ class MeterMod:
 FlowStep = FlowMod | MeterMod | Barrier
 
 
-def with_addresses(
-    flow: FlowMod, addresses: Callable[[], Mapping[str, str]], hard_timeout: int
-) -> FlowMod:
+def with_addresses(flow: FlowMod, addresses: Mapping[bytes, bytes], hard_timeout: int) -> FlowMod:
     """A copy of a checked ``flow`` with IPv6 address values swapped, without checking again.
 
     For builders that check a flow once as a template and fill it per
-    binding: ``addresses()`` maps a canonical address of the template to
-    the canonical address replacing it, in match fields and set-field
-    actions.  Every IPv6 field takes any address and no check depends on
-    the value, so whatever held for ``flow`` holds for the copy;
-    ``hard_timeout`` must fit 16 bits like any timeout.  The copy's match
-    is built when first read: the controller sends such flows as bytes
-    (``wire.FlowModTemplate``) and never reads it.
+    binding: ``addresses`` maps a 16-byte address of the template to the
+    16-byte address replacing it, in match fields and set-field actions; it
+    must not change afterwards.  Every IPv6 field takes any address and no
+    check depends on the value, so whatever held for ``flow`` holds for the
+    copy; ``hard_timeout`` must fit 16 bits like any timeout.  The copy
+    reads its other fields from ``flow`` and builds its match and actions
+    when first read: the controller sends such flows as bytes
+    (``wire.FlowModTemplate``) and never reads them.
     """
     if not 0 <= hard_timeout <= MAX_TIMEOUT_S:
         raise ValueError(f"hard_timeout {hard_timeout} does not fit 16 bits")
-    actions = flow.actions
-    if any(isinstance(action, SetField) for action in actions):
-        swap = addresses()
-        actions = tuple(
+    copy = object.__new__(_FilledFlowMod)
+    fields = copy.__dict__  # item by item: the quickest way to fill it
+    fields["_template"] = flow
+    fields["_addresses"] = addresses
+    fields["hard_timeout"] = hard_timeout
+    return copy
+
+
+class _FromTemplate:
+    """A field a filled flow shares with its template.
+
+    A non-data descriptor: a value set on the flow itself (as the dataclass
+    ``__init__`` behind ``dataclasses.replace`` sets every field) wins.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, flow: Any, owner: type | None = None) -> Any:
+        if flow is None:
+            return self
+        return getattr(flow._template, self.name)
+
+
+_FLOW_MOD_FIELDS = tuple(field.name for field in dataclasses.fields(FlowMod))
+
+
+class _FilledFlowMod(FlowMod):
+    """A :class:`FlowMod` from :func:`with_addresses`; equal to the FlowMod it stands for."""
+
+    _template: FlowMod
+    _addresses: Mapping[bytes, bytes]
+
+    @functools.cached_property
+    def _text_addresses(self) -> dict[str, str]:
+        return {ipv6_text(old): ipv6_text(new) for old, new in self._addresses.items()}
+
+    @functools.cached_property
+    def match(self) -> Match:
+        swap = self._text_addresses
+        match = object.__new__(Match)
+        object.__setattr__(
+            match,
+            "_fields",
+            {
+                field: swap.get(value, value) if isinstance(value, str) else value
+                for field, value in self._template.match.items()
+            },
+        )
+        return match
+
+    @functools.cached_property
+    def actions(self) -> tuple[Action, ...]:
+        actions = self._template.actions
+        if not any(isinstance(action, SetField) for action in actions):
+            return actions
+        swap = self._text_addresses
+        return tuple(
             _swapped(action, swap[action.value])
             if isinstance(action, SetField)
             and isinstance(action.value, str)
@@ -488,38 +542,6 @@ def with_addresses(
             else action
             for action in actions
         )
-    copy = object.__new__(_FilledFlowMod)
-    # The declared fields but the match: nothing else a filled flow may carry
-    # (its encoding).
-    copy.__dict__.update(
-        {name: getattr(flow, name) for name in _SCALAR_FIELDS},
-        actions=actions,
-        hard_timeout=hard_timeout,
-        _filled_from=(flow, addresses),
-    )
-    return copy
-
-
-class _FilledFlowMod(FlowMod):
-    """A :class:`FlowMod` from :func:`with_addresses`; equal to the FlowMod it stands for."""
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called for attributes not set (``match`` has no class default): built once.
-        if name != "match":
-            raise AttributeError(name)
-        template, addresses_of = self.__dict__["_filled_from"]
-        addresses = addresses_of()
-        match = object.__new__(Match)
-        object.__setattr__(
-            match,
-            "_fields",
-            {
-                field: addresses.get(value, value) if isinstance(value, str) else value
-                for field, value in template.match.items()
-            },
-        )
-        self.__dict__["match"] = match
-        return match
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, FlowMod):
@@ -533,10 +555,15 @@ class _FilledFlowMod(FlowMod):
         return f"FlowMod({fields})"
 
 
-_FLOW_MOD_FIELDS = tuple(field.name for field in dataclasses.fields(FlowMod))
-_SCALAR_FIELDS = tuple(name for name in _FLOW_MOD_FIELDS if name not in ("match", "actions"))
-if "match" in vars(FlowMod):  # a class default would hide _FilledFlowMod's lazy build
-    raise TypeError("FlowMod.match must have no default")
+def _share_unswapped_fields() -> None:
+    # Every field a filled flow does not build is its template's, so a field
+    # added to FlowMod is shared rather than left to its class default.
+    for name in _FLOW_MOD_FIELDS:
+        if name not in vars(_FilledFlowMod):
+            setattr(_FilledFlowMod, name, _FromTemplate(name))
+
+
+_share_unswapped_fields()
 
 
 def _swapped(action: SetField, value: str) -> SetField:

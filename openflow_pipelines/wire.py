@@ -15,9 +15,10 @@ are Open vSwitch's NXM_1 class (``NXM_NX_TUN_IPV6_SRC/DST``) in OXM form.
 
 from __future__ import annotations
 
+import operator
 import socket
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from openflow_pipelines.model import (
     Action,
@@ -30,6 +31,8 @@ from openflow_pipelines.model import (
     MeterMod,
     Output,
     SetField,
+    ipv6_text,
+    with_addresses,
 )
 
 OFP_VERSION = 4
@@ -58,6 +61,8 @@ _OUTPUT = struct.Struct("!HHIH6x")
 _METER_INSTRUCTION = struct.Struct("!HHI")
 _METER_MOD_BODY = struct.Struct("!HHI")
 _DROP_BAND = struct.Struct("!HHII4x")
+_XID = struct.Struct("!I")
+_TIMEOUT = struct.Struct("!H")
 _DEC_NW_TTL = struct.pack("!HH4x", OFPAT_DEC_NW_TTL, 8)
 _OXM_BASIC = 0x8000  # OFPXMC_OPENFLOW_BASIC
 _NXM_1 = 0x0001  # Open vSwitch's NXM_1 class, used in OXM form
@@ -156,17 +161,19 @@ def _instructions(flow: FlowMod) -> bytes:
     return b"".join(parts)
 
 
-# A FlowMod may carry its own encoding (xid 0) under this attribute: set by
-# FlowModTemplate.fill for flows filled from a template, read back here.
-_ENCODED = "_wire_encoding"
+# A flow filled from a FlowModTemplate carries (template, addresses) under this
+# attribute: its bytes are formatted when sent, not when built.
+_FILLED_FROM = "_wire_filled_from"
+_XID_OFFSET = 4
 _HARD_TIMEOUT_OFFSET = 8 + 8 + 8 + 1 + 1 + 2  # header, cookie, mask, table, command, idle
 
 
 def encode_flow_mod(flow: FlowMod, xid: int) -> bytes:
     """One OFPT_FLOW_MOD (no buffer; deletes use out_port/out_group ANY)."""
-    encoded = flow.__dict__.get(_ENCODED)
-    if encoded is not None:
-        return encoded[:4] + xid.to_bytes(4, "big") + encoded[8:]
+    filled_from = flow.__dict__.get(_FILLED_FROM)
+    if filled_from is not None:
+        template, addresses = filled_from
+        return template.encode(addresses, flow.hard_timeout, xid)
     body = (
         _FLOW_MOD_BODY.pack(
             flow.cookie,
@@ -198,37 +205,68 @@ def encode_meter_mod(meter: MeterMod, xid: int) -> bytes:
 
 
 class FlowModTemplate:
-    """The encoding of a checked flow-mod whose IPv6 addresses and hard timeout vary.
+    """A checked flow-mod whose IPv6 addresses and hard timeout vary, encoded once.
 
-    The template is encoded once; a filled copy gets its encoding by
-    patching the placeholder addresses (every place they occur: match
-    fields, set-field actions) and the hard timeout into those bytes, the
-    same bytes :func:`encode_flow_mod` would compute (checked in the tests).
+    The template's encoding is kept as a bytes %-format with a ``%b`` where
+    the xid, the hard timeout and each placeholder address (every place it
+    occurs: match fields, set-field actions) go, so a filled flow's encoding
+    is one formatting: the same bytes :func:`encode_flow_mod` computes for
+    an equal flow (checked in the tests).
     """
 
-    def __init__(self, flow: FlowMod, placeholders: Iterable[str]) -> None:
-        self.encoded = encode_flow_mod(flow, 0)
-        self.offsets: dict[bytes, list[int]] = {}
-        for text in placeholders:
-            packed = socket.inet_pton(socket.AF_INET6, text)
+    def __init__(self, flow: FlowMod, placeholders: Iterable[bytes]) -> None:
+        self.flow = flow
+        encoded = encode_flow_mod(flow, 0)
+        # (offset, length, placeholder); the xid and the hard timeout come first,
+        # as an address found before the match would have been refused as not unique.
+        spans: list[tuple[int, int, bytes | None]] = [
+            (_XID_OFFSET, 4, None),
+            (_HARD_TIMEOUT_OFFSET, 2, None),
+        ]
+        for packed in placeholders:
+            text = ipv6_text(packed)
             expected = sum(value == text for value in flow.match.values()) + sum(
                 isinstance(action, SetField) and action.value == text for action in flow.actions
             )
-            found = [i for i in range(len(self.encoded)) if self.encoded.startswith(packed, i)]
+            found = [i for i in range(len(encoded)) if encoded.startswith(packed, i)]
             if len(found) != expected:
                 raise ValueError(f"placeholder {text} is not unique in the template's encoding")
-            self.offsets[packed] = found
+            spans += ((offset, len(packed), packed) for offset in found)
+        spans.sort(key=lambda span: span[0])
+        pieces = []
+        position = 0
+        for offset, length, _ in spans:
+            if offset < position:
+                raise ValueError("placeholders overlap in the template's encoding")
+            pieces.append(encoded[position:offset])
+            position = offset + length
+        pieces.append(encoded[position:])
+        self._format = b"%b".join(piece.replace(b"%", b"%%") for piece in pieces)
+        in_order = tuple(packed for _, _, packed in spans if packed is not None)
+        self._addresses_in_order = _values_getter(in_order)
 
-    def fill(self, flow: FlowMod, addresses: dict[bytes, bytes]) -> FlowMod:
-        """Attach to ``flow`` (a copy of the template with ``addresses`` swapped in,
-        placeholder -> address, packed) its encoding."""
-        data = bytearray(self.encoded)
-        for placeholder, address in addresses.items():
-            for offset in self.offsets.get(placeholder, ()):
-                data[offset : offset + 16] = address
-        data[_HARD_TIMEOUT_OFFSET : _HARD_TIMEOUT_OFFSET + 2] = flow.hard_timeout.to_bytes(2, "big")
-        flow.__dict__[_ENCODED] = bytes(data)
+    def filled(self, addresses: Mapping[bytes, bytes], hard_timeout: int) -> FlowMod:
+        """The flow with ``addresses`` swapped in (``model.with_addresses``: placeholder ->
+        address, packed, one for every placeholder), encoded by :func:`encode_flow_mod`
+        from this template."""
+        flow = with_addresses(self.flow, addresses, hard_timeout)
+        flow.__dict__[_FILLED_FROM] = (self, addresses)
         return flow
+
+    def encode(self, addresses: Mapping[bytes, bytes], hard_timeout: int, xid: int) -> bytes:
+        """The bytes of the flow :meth:`filled` gives for ``addresses`` and ``hard_timeout``."""
+        head = (_XID.pack(xid), _TIMEOUT.pack(hard_timeout))
+        return self._format % (head + self._addresses_in_order(addresses))
+
+
+def _values_getter(keys: tuple[bytes, ...]) -> Callable[[Mapping[bytes, bytes]], tuple[bytes, ...]]:
+    """``mapping -> (mapping[key] for key in keys)`` as a tuple, in one call when it can."""
+    if len(keys) > 1:
+        return operator.itemgetter(*keys)  # only returns a tuple for two keys or more
+    if keys:
+        (key,) = keys
+        return lambda mapping: (mapping[key],)
+    return lambda mapping: ()
 
 
 def encode_message(message: FlowMod | MeterMod, xid: int) -> bytes:

@@ -25,12 +25,19 @@ from openflow_pipelines import dar_flows, wire
 from openflow_pipelines.dar_config import DarPipelineConfig, PuntRates
 from openflow_pipelines.model import (
     Barrier,
+    Command,
+    DecNwTtl,
     DropBand,
     FlowMod,
+    FlowModFlag,
     FlowStep,
+    Match,
     MeterCommand,
     MeterFlag,
     MeterMod,
+    Output,
+    SetField,
+    ipv6_packed,
 )
 
 ACCESS_PORT_1 = 1
@@ -245,3 +252,52 @@ def test_phases_split_at_barriers_and_merge_in_order() -> None:
 def test_the_encoder_refuses_an_unknown_action() -> None:
     with pytest.raises(TypeError, match="unknown action"):
         wire.encode_action(object())  # type: ignore[arg-type]
+
+
+def _flow_with(hoa: str, coa: str, hard_timeout: int) -> FlowMod:
+    # 0x25 is "%": the template keeps its encoding as a %-format.
+    return FlowMod(
+        0x25,
+        Command.ADD,
+        Match(eth_type=0x86DD, ipv6_dst=hoa, tun_ipv6_src=coa),
+        0x2525,
+        (DecNwTtl(), SetField("tun_ipv6_dst", coa), Output(0x25)),
+        cookie=0x2525252525252525,
+        hard_timeout=hard_timeout,
+        flags=FlowModFlag.SEND_FLOW_REM,
+    )
+
+
+@pytest.mark.parametrize(
+    "placeholders",
+    [("2001:db8:1::a", "2001:db8:2::a"), ("2001:db8:2::a",), ("2001:db8:1::a",), ()],
+)
+def test_a_filled_template_encodes_as_ryu_encodes_the_flow(placeholders: tuple[str, ...]) -> None:
+    template = wire.FlowModTemplate(
+        _flow_with("2001:db8:1::a", "2001:db8:2::a", 30),
+        [ipv6_packed(text) for text in placeholders],
+    )
+    swap = dict(zip(("2001:db8:1::a", "2001:db8:2::a"), ("2525::25", "2001:25::2525"), strict=True))
+    addresses = {ipv6_packed(text): ipv6_packed(swap[text]) for text in placeholders}
+    for hard_timeout, xid in [(0, 0), (0x2525, 0x25252525), (0xFFFF, 0xFFFFFFFF)]:
+        filled = template.filled(addresses, hard_timeout)
+        hoa, coa = (swap[text] if text in placeholders else text for text in swap)
+        expected = _flow_with(hoa, coa, hard_timeout)
+        assert filled == expected
+        assert wire.encode_flow_mod(filled, xid).hex() == _ryu_bytes(expected, xid).hex()
+
+
+def test_a_template_refuses_ambiguous_placeholders() -> None:
+    flow = _flow_with("2001:db8:1::a", "2001:db8:2::a", 30)
+    with pytest.raises(ValueError, match="overlap"):
+        wire.FlowModTemplate(flow, [ipv6_packed("2001:db8:1::a")] * 2)
+    # The cookie and its mask hold the same 16 bytes as the address matched.
+    delete = FlowMod(
+        1,
+        Command.DELETE_STRICT,
+        Match(eth_type=0x86DD, ipv6_dst="2001:db8:1::a"),
+        cookie=0x20010DB800010000,
+        cookie_mask=0xA,
+    )
+    with pytest.raises(ValueError, match="not unique"):
+        wire.FlowModTemplate(delete, [ipv6_packed("2001:db8:1::a")])

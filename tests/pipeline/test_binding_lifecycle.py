@@ -280,19 +280,54 @@ def test_filled_binding_flows_equal_fully_checked_ones(
 ) -> None:
     hoa = str(ipaddress.IPv6Address(PREFIX.split("/")[0]) + host)
     coa = str(ipaddress.IPv6Address((coa_network << 64) | coa_host))
-    filled = install_binding(DAR, hoa, coa, generation, expires_in_s)
-    assert filled == checked_install_binding(DAR, hoa, coa, generation, expires_in_s)
-    deletes = delete_binding(DAR, hoa, coa)
-    assert deletes == checked_delete_binding(DAR, hoa, coa)
-    # Their encodings, patched from the template's bytes, are the fresh encodings.
-    for step in [*filled, *deletes]:
-        if isinstance(step, FlowMod):
-            fresh = dataclasses.replace(step)  # a new object: no encoding attached
-            assert wire.encode_flow_mod(step, 77) == wire.encode_flow_mod(fresh, 77)
-    refreshed = with_addresses(filled[-1], dict, 5)  # a copy of a filled flow re-encodes
-    assert wire.encode_flow_mod(refreshed, 1) == wire.encode_flow_mod(
-        dataclasses.replace(refreshed), 1
-    )
+    new_coa = str(ipaddress.IPv6Address((coa_network << 64) | (coa_host ^ 1)))
+    checked_install = checked_install_binding(DAR, hoa, coa, generation, expires_in_s)
+    checked_deletes = checked_delete_binding(DAR, hoa, coa)
+    checked_replace = [
+        *checked_install_binding(DAR, hoa, new_coa, generation, expires_in_s),
+        Barrier(),
+        checked_deletes[-1],
+    ]
+    pairs = [
+        (install_binding(DAR, hoa, coa, generation, expires_in_s), checked_install),
+        (delete_binding(DAR, hoa, coa), checked_deletes),
+        (replace_binding(DAR, hoa, coa, new_coa, generation, expires_in_s), checked_replace),
+    ]
+    for filled, checked in pairs:
+        assert filled == checked
+        assert [hash(step) for step in filled] == [hash(step) for step in checked]
+        # The bytes a filled flow is sent as are the fresh encoding of its checked twin.
+        for step, twin in zip(filled, checked, strict=True):
+            if isinstance(step, FlowMod):
+                assert wire.encode_flow_mod(step, 77) == wire.encode_flow_mod(twin, 77)
+
+
+def test_a_copy_of_a_filled_flow_is_encoded_afresh() -> None:
+    filled = install_binding(DAR, HOA, COA, GENERATION, LIFETIME_S)[-1]
+    assert isinstance(filled, FlowMod)
+    refreshed = with_addresses(filled, {}, 5)
+    changed = dataclasses.replace(filled, priority=filled.priority + 1)
+    for copy in (refreshed, changed):
+        twin = FlowMod(
+            **{field.name: getattr(copy, field.name) for field in dataclasses.fields(copy)}
+        )
+        assert type(twin) is FlowMod and twin == copy
+        assert wire.encode_flow_mod(copy, 1) == wire.encode_flow_mod(twin, 1)
+    assert refreshed.hard_timeout == 5 and refreshed.match == filled.match
+    assert changed.priority == filled.priority + 1 and changed.actions == filled.actions
+
+
+def test_binding_templates_follow_their_config_object() -> None:
+    # Templates are kept per config object and generation, a bounded number of
+    # them: equal configs, and more generations than are kept, give the same flows.
+    twin = dataclasses.replace(DAR)
+    assert twin == DAR and twin is not DAR
+    for generation in range(1, 80):
+        for dar in (DAR, twin):
+            assert install_binding(dar, HOA, COA, generation, LIFETIME_S) == (
+                checked_install_binding(DAR, HOA, COA, generation, LIFETIME_S)
+            )
+            assert delete_binding(dar, HOA, COA) == checked_delete_binding(DAR, HOA, COA)
 
 
 def test_filled_flows_refuse_what_the_checked_ones_refuse() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from pipeline_fixtures import ACCESS_PORT_1, DAR, GENERATION, HOA
 
@@ -9,15 +11,19 @@ from openflow_pipelines.dar_flows import base_flows, install_binding, install_ho
 from openflow_pipelines.model import (
     CONTROLLER_PORT,
     IN_PORT,
+    MAX_TIMEOUT_S,
     NO_BUFFER,
     Command,
     DecNwTtl,
     FlowMod,
+    FlowModFlag,
     Match,
     Output,
     SetField,
     describe_flow_mod,
+    ipv6_packed,
     ipv6_prefix,
+    with_addresses,
 )
 
 
@@ -109,6 +115,70 @@ def test_invalid_flowmods_are_refused(fields: dict[str, object]) -> None:
     fields.setdefault("command", Command.ADD)
     with pytest.raises(ValueError):
         FlowMod(**fields)  # type: ignore[arg-type]
+
+
+def _binding_like_flow(hoa: str, coa: str, hard_timeout: int) -> FlowMod:
+    prefix = ipv6_prefix("2001:db8:1::/64")
+    match = Match(eth_type=0x86DD, ipv6_src=hoa, ipv6_dst=prefix, tun_ipv6_src=coa)
+    actions = (
+        DecNwTtl(),
+        SetField("tun_ipv6_dst", coa),
+        SetField("ipv6_dst", "2001:db8:5::5"),
+        SetField("eth_src", "02:00:00:00:01:01"),
+        Output(20),
+    )
+    return FlowMod(
+        2,
+        Command.ADD,
+        match,
+        1000,
+        actions,
+        cookie=0xFA4D020000000001,
+        hard_timeout=hard_timeout,
+        flags=FlowModFlag.SEND_FLOW_REM,
+    )
+
+
+def test_a_flow_with_addresses_swapped_equals_one_built_with_them() -> None:
+    template = _binding_like_flow("2001:db8:1::a", "2001:db8:2::a", 30)
+    # The IPv4-mapped CoA is spelt differently by inet_ntop and by ipaddress.
+    hoa, coa = "2001:db8:1::b", "::ffff:1.2.3.4"
+    addresses = {
+        ipv6_packed("2001:db8:1::a"): ipv6_packed(hoa),
+        ipv6_packed("2001:db8:2::a"): ipv6_packed(coa),
+        ipv6_packed("2001:db8:9::9"): ipv6_packed("2001:db8:9::1"),  # not in the flow
+    }
+    filled = with_addresses(template, addresses, 99)
+    # Built when first read, and then kept.
+    assert "match" not in vars(filled) and "actions" not in vars(filled)
+    assert filled.match is filled.match and filled.actions is filled.actions
+    built = _binding_like_flow(hoa, coa, 99)
+    assert filled == built and built == filled
+    assert dict(filled.match) == dict(built.match)
+    assert filled.actions == built.actions
+    assert hash(filled) == hash(built) and repr(filled) == repr(built)
+    assert filled != template
+    # A flow without set-field keeps its template's actions; nothing swapped, nothing changes.
+    plain = dataclasses.replace(template, actions=(DecNwTtl(), Output(20)))
+    assert with_addresses(plain, addresses, 30).actions is plain.actions
+    assert with_addresses(template, {}, 30) == template
+
+
+def test_a_copy_of_a_filled_flow_takes_its_own_fields() -> None:
+    filled = with_addresses(_binding_like_flow("2001:db8:1::a", "2001:db8:2::a", 30), {}, 40)
+    changed = dataclasses.replace(filled, priority=7, hard_timeout=8)
+    assert (changed.priority, changed.hard_timeout) == (7, 8)
+    assert changed == dataclasses.replace(
+        _binding_like_flow("2001:db8:1::a", "2001:db8:2::a", 8), priority=7
+    )
+    assert (filled.priority, filled.hard_timeout) == (1000, 40)
+
+
+@pytest.mark.parametrize("hard_timeout", [-1, MAX_TIMEOUT_S + 1])
+def test_with_addresses_refuses_a_hard_timeout_out_of_range(hard_timeout: int) -> None:
+    template = _binding_like_flow("2001:db8:1::a", "2001:db8:2::a", 30)
+    with pytest.raises(ValueError, match="hard_timeout"):
+        with_addresses(template, {}, hard_timeout)
 
 
 def test_describe_reads_like_ovs_ofctl() -> None:
