@@ -109,7 +109,9 @@ class FamaApp(app_manager.RyuApp):
         self.metrics = metrics.Metrics(self.dars.values)
         if CONF.fama.metrics_port:
             self._serve_metrics(CONF.fama.metrics_host, CONF.fama.metrics_port)
-        ofp_shim.take_over_receive(self._fast_packet_in, self._fast_barrier_reply)
+        ofp_shim.take_over_receive(
+            self._fast_packet_in, self._fast_barrier_reply, self._commit_after_read
+        )
         self._committer = hub.spawn(self._commit_when_idle)
         self._ticker = hub.spawn(self._tick_forever)
 
@@ -280,10 +282,23 @@ class FamaApp(app_manager.RyuApp):
         while True:
             self._commit_wanted.wait()
             self._commit_wanted.clear()
-            try:
-                self._commit_pending()
-            except Exception:  # the next batch must still be committed
-                LOG.exception("group commit failed")
+            self._commit_pending_logged()
+
+    def _commit_after_read(self) -> None:
+        """After each read from a switch: commit what it decided unless a commit runs.
+
+        The idle committer alone would wait until every switch with data has
+        been read (the hub serves all ready sockets before its timers): with
+        many busy switches the first Binding Acks would wait for the last read.
+        """
+        if self._pending and not self._commit_lock.locked():
+            self._commit_pending_logged()
+
+    def _commit_pending_logged(self) -> None:
+        try:
+            self._commit_pending()
+        except Exception:  # the next batch must still be committed
+            LOG.exception("group commit failed")
 
     def _commit_pending(self) -> None:
         with self._commit_lock:
@@ -296,9 +311,9 @@ class FamaApp(app_manager.RyuApp):
         changes = [(dar.name, change) for dar, work in batch for change in work.changes]
         crash_points.reached("before_commit")
         try:
-            # In a worker thread: SQLite releases the GIL for the fsync, so the
-            # event loop decides the next Binding Updates meanwhile.
-            tpool.execute(self.store.commit, changes)
+            # The COMMIT (log write, fsync) in a worker thread, which holds no
+            # GIL meanwhile: the event loop decides the next Binding Updates.
+            self.store.commit(changes, run_blocking=tpool.execute)
         except StoreError as error:
             LOG.error("binding store refused %d change(s): %s", len(changes), error)
             for dar, work in batch:

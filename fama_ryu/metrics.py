@@ -106,9 +106,9 @@ class BuLatency:
 class DarCollector(Collector):
     """Reads the DARs' counters, binding tables and BU latencies when Prometheus scrapes."""
 
-    def __init__(self, dars: Callable[[], Iterable[Dar]], latency: BuLatency) -> None:
+    def __init__(self, dars: Callable[[], Iterable[Dar]], latency: BuLatency | None = None) -> None:
         self._dars = dars
-        self._latency = latency
+        self._latency = latency if latency is not None else BuLatency()
 
     def collect(self) -> Iterator[Metric]:
         dars = list(self._dars())

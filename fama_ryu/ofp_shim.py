@@ -55,12 +55,14 @@ _OXM_IN_PORT = 0x8000_0004  # OFPXMC_OPENFLOW_BASIC, OFPXMT_OFB_IN_PORT, no mask
 
 PacketInHandler = Callable[[Any, int, bytes], bool]
 BarrierReplyHandler = Callable[[Any, int], bool]
+ReadDoneHandler = Callable[[], None]
 
 
 @dataclass
 class _FastHandlers:
     packet_in: PacketInHandler | None = None
     barrier_reply: BarrierReplyHandler | None = None
+    read_done: ReadDoneHandler | None = None
 
 
 _fast = _FastHandlers()
@@ -138,13 +140,16 @@ def _receive_loop(datapath: Any) -> None:
             if not _offer(datapath, version, kind, xid, message):
                 _dispatch_to_ryu(datapath, version, kind, length, xid, message)
         pending = buffer[offset:]
-        # Let the other switches and the group commit run between reads: the
-        # commit of what this read decided overlaps the decisions of the next.
-        hub.sleep(0)
+        if _fast.read_done is not None:
+            _fast.read_done()
+        hub.sleep(0)  # the other switches' reads and the timers, between reads
 
 
-def take_over_receive(packet_in: PacketInHandler, barrier_reply: BarrierReplyHandler) -> None:
+def take_over_receive(
+    packet_in: PacketInHandler, barrier_reply: BarrierReplyHandler, read_done: ReadDoneHandler
+) -> None:
     """Route packet-ins and barrier replies of switches connecting from now on
-    to ``packet_in(datapath, in_port, frame)`` and ``barrier_reply(datapath, xid)``."""
-    _fast.packet_in, _fast.barrier_reply = packet_in, barrier_reply
+    to ``packet_in(datapath, in_port, frame)`` and ``barrier_reply(datapath, xid)``;
+    ``read_done()`` is called after the messages of each read."""
+    _fast.packet_in, _fast.barrier_reply, _fast.read_done = packet_in, barrier_reply, read_done
     controller.Datapath._recv_loop = controller._deactivate(_receive_loop)

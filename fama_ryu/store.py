@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import os
 import sqlite3
 import stat
@@ -134,6 +135,8 @@ _REASON_BY_ERRNO: dict[int, StoreErrorReason] = {
 Statement = tuple[str, tuple[object, ...]]
 DarState = tuple[list[Binding], list[Tombstone]]
 _Result = TypeVar("_Result")
+# Runs a blocking call (the COMMIT) somewhere else and returns when it is done.
+RunBlocking = Callable[[Callable[[], object]], object]
 
 
 class StoreError(Exception):
@@ -190,8 +193,18 @@ class SqliteBindingStore:
     def close(self) -> None:
         self._connection.close()
 
-    def commit(self, changes: Sequence[tuple[str, BindingChange]]) -> None:
-        """Persist ``(dar name, change)`` pairs, all or none, with one fsync."""
+    def commit(
+        self,
+        changes: Sequence[tuple[str, BindingChange]],
+        run_blocking: RunBlocking | None = None,
+    ) -> None:
+        """Persist ``(dar name, change)`` pairs, all or none, with one fsync.
+
+        ``run_blocking(call)``, if given, runs the COMMIT (the write to the
+        log and its fsync) elsewhere, e.g. in a worker thread: one call that
+        releases the GIL throughout, while the statements before it run here
+        (a thread running them would wait for the GIL after every one).
+        """
         statements = [
             statement for dar, change in changes for statement in _statements(dar, change)
         ]
@@ -202,7 +215,7 @@ class SqliteBindingStore:
             for sql, parameters in statements:
                 connection.execute(sql, parameters)
 
-        self._write_transaction("commit binding changes", write)
+        self._write_transaction("commit binding changes", write, run_blocking)
 
     def checkpoint(self) -> None:
         """Copy committed WAL frames into the database without waiting for readers.
@@ -260,9 +273,15 @@ class SqliteBindingStore:
         )
 
     def _write_transaction(
-        self, action: str, work: Callable[[sqlite3.Connection], _Result]
+        self,
+        action: str,
+        work: Callable[[sqlite3.Connection], _Result],
+        run_blocking: RunBlocking | None = None,
     ) -> _Result:
-        """Run ``work`` in one write transaction; on any failure roll it all back."""
+        """Run ``work`` in one write transaction; on any failure roll it all back.
+
+        The COMMIT goes through ``run_blocking`` when one is given.
+        """
         connection = self._connection
         try:
             connection.execute("BEGIN IMMEDIATE")
@@ -272,7 +291,10 @@ class SqliteBindingStore:
                 # (they hold the same secrets) before COMMIT, so that a
                 # failure here still rolls the transaction back.
                 self._side_files_restricted = _restrict_side_files(self.path)
-            connection.execute("COMMIT")
+            if run_blocking is None:
+                connection.execute("COMMIT")
+            else:
+                run_blocking(functools.partial(connection.execute, "COMMIT"))
         except BaseException as error:
             # A failed ROLLBACK leaves only uncommitted WAL frames, which no
             # reader and no recovery ever uses; the original error matters.

@@ -421,7 +421,7 @@ def test_store_failure_answers_130_at_once_and_installs_nothing(
     datapath = harness.connect(app)
     datapath.take()
 
-    def refuse(changes: object) -> None:
+    def refuse(changes: object, run_blocking: object = None) -> None:
         raise StoreError("disk_full", "no space left on device")
 
     monkeypatch.setattr(app.store, "commit", refuse)
@@ -605,10 +605,10 @@ def test_store_failure_at_reconnection_still_installs_the_pipeline(
     real_commit = app.store.commit
     refusing = True
 
-    def refuse(changes: Any) -> None:
+    def refuse(changes: Any, run_blocking: Any = None) -> None:
         if refusing:
             raise StoreError("locked", "database is locked")
-        real_commit(changes)
+        real_commit(changes, run_blocking)
 
     monkeypatch.setattr(app.store, "commit", refuse)
     again = FakeDatapath(DPID_A)
@@ -661,7 +661,12 @@ def test_a_burst_of_bus_is_one_transaction_one_barrier_and_every_ba_after_it(
     commits: list[int] = []
     real_commit = app.store.commit
     monkeypatch.setattr(
-        app.store, "commit", lambda changes: (commits.append(len(changes)), real_commit(changes))
+        app.store,
+        "commit",
+        lambda changes, run_blocking=None: (
+            commits.append(len(changes)),
+            real_commit(changes, run_blocking),
+        ),
     )
     nodes = [MobileNode.create(seed=seed) for seed in range(5)]
     for index, mn in enumerate(nodes):
@@ -709,7 +714,7 @@ def test_a_failed_group_commit_answers_130_to_every_bu_of_the_batch(
     datapath = harness.connect(app)
     datapath.take()
 
-    def refuse(changes: object) -> None:
+    def refuse(changes: object, run_blocking: object = None) -> None:
         raise StoreError("disk_full", "no space left on device")
 
     monkeypatch.setattr(app.store, "commit", refuse)

@@ -341,7 +341,7 @@ def test_store_failures_are_counted(
 ) -> None:
     datapath = rig.connect(app)
 
-    def refuse(changes: object) -> None:
+    def refuse(changes: object, run_blocking: object = None) -> None:
         raise StoreError("disk_full", "no space left on device")
 
     monkeypatch.setattr(app.store, "commit", refuse)

@@ -8,6 +8,7 @@ message exactly once, in order, to the fast handler or to Ryu's path.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from types import SimpleNamespace
 from typing import Any
@@ -121,8 +122,12 @@ def _run_loop(stream: bytes, chunk: int, accept: Any) -> tuple[list[Any], _Brick
         fast.append(("barrier", xid))
         return True
 
-    saved = ofp_shim._fast.packet_in, ofp_shim._fast.barrier_reply
+    def read_done() -> None:
+        fast.append("read done")
+
+    saved = dataclasses.replace(ofp_shim._fast)
     ofp_shim._fast.packet_in, ofp_shim._fast.barrier_reply = packet_in, barrier_reply
+    ofp_shim._fast.read_done = read_done
     try:
         loop = hub.spawn(ofp_shim._receive_loop, datapath)
         for start in range(0, len(stream), chunk):
@@ -131,7 +136,7 @@ def _run_loop(stream: bytes, chunk: int, accept: Any) -> tuple[list[Any], _Brick
         theirs.close()
         hub.joinall([loop])
     finally:
-        ofp_shim._fast.packet_in, ofp_shim._fast.barrier_reply = saved
+        ofp_shim._fast = saved
         ours.close()
     datapath.state = DEAD_DISPATCHER
     return fast, brick
@@ -152,6 +157,9 @@ def test_the_loop_hands_each_message_once_in_order_whatever_the_reads(chunk: int
         ]
     )
     fast, brick = _run_loop(stream, chunk, accept=lambda frame: frame != frames[2])
+    # After every read, and only after a read: a message is never handed on twice.
+    assert fast[-1] == "read done"
+    fast = [entry for entry in fast if entry != "read done"]
     assert fast == [
         ("packet_in", 1, frames[0]),
         ("barrier", 41),
@@ -172,5 +180,5 @@ def test_the_loop_hands_each_message_once_in_order_whatever_the_reads(chunk: int
 def test_a_truncated_last_message_is_never_handed_on() -> None:
     whole = _packet_in(parser.OFPMatch(in_port=1), b"whole")
     fast, brick = _run_loop(whole + whole[:-3], 7, accept=lambda frame: True)
-    assert fast == [("packet_in", 1, b"whole")]
+    assert [entry for entry in fast if entry != "read done"] == [("packet_in", 1, b"whole")]
     assert brick.events == []

@@ -575,7 +575,7 @@ def test_path_with_a_newline_is_json(api: Api) -> None:
 
 
 def test_revoke_with_a_failing_store_is_not_404(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(changes: object) -> None:
+    def refuse(changes: object, run_blocking: object = None) -> None:
         raise StoreError("read_only", "read-only file system")
 
     monkeypatch.setattr(api.app.store, "commit", refuse)

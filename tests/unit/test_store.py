@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import ipaddress
 import os
 import shutil
@@ -18,7 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -229,6 +230,39 @@ def test_a_failing_change_in_a_batch_leaves_none_of_the_batch(db_path: Path) -> 
         # The store is still usable after the rollback.
         store.commit(batch[2:])
         assert set(store.load(now=101.0)) == {"dar1", "dar2"}
+
+
+def test_the_commit_alone_runs_through_run_blocking_in_another_thread(db_path: Path) -> None:
+    import threading
+
+    seen: list[str] = []
+
+    def in_a_thread(call: Callable[[], object]) -> object:
+        seen.append("run_blocking")
+        results: list[object] = []
+        worker = threading.Thread(target=lambda: results.append(call()))
+        worker.start()
+        worker.join()
+        return results[0]
+
+    with open_store(db_path) as store:
+        store.commit([("dar1", BindingCache().registration(binding(1)))], in_a_thread)
+        assert seen == ["run_blocking"]  # one COMMIT, not a call per statement
+    with open_store(db_path) as store:
+        assert store.load(now=101.0) == {"dar1": ([binding(1)], [])}
+
+
+def test_a_commit_failing_in_run_blocking_is_rolled_back(db_path: Path) -> None:
+    def disk_full(call: Callable[[], object]) -> object:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with open_store(db_path) as store:
+        with pytest.raises(StoreError) as raised:
+            store.commit([("dar1", BindingCache().registration(binding(1)))], disk_full)
+        assert raised.value.reason == "disk_full"
+        assert store.load(now=101.0) == {}
+        store.commit([("dar1", BindingCache().registration(binding(2)))], lambda call: call())
+        assert store.load(now=101.0) == {"dar1": ([binding(2)], [])}
 
 
 def test_busy_database_is_locked_and_rolled_back(db_path: Path) -> None:
