@@ -12,6 +12,7 @@ out (persist, then flows, then a barrier, then the Binding Ack: P12).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -140,6 +141,14 @@ def _text(address: bytes) -> str:
 
 
 _ZERO_INTERFACE_ID = bytes(8)
+
+
+@functools.cache
+def _result_counters(verdict: Verdict, status: int | None) -> tuple[str, ...]:
+    """The counter names of an answered BU (a few combinations, built once each)."""
+    if status is None:
+        return (f"bu_result:{verdict.value}",)
+    return (f"bu_result:{verdict.value}", f"ba_status:{int(status)}")
 
 
 def _mac_bytes(mac: str) -> bytes:
@@ -470,9 +479,8 @@ class Dar:
         if decision.reason == CARE_OF_TEST_REASON:
             self.counters["care_of_test_sent"] += 1
             return
-        self.counters[f"bu_result:{decision.verdict.value}"] += 1
-        if decision.status is not None:
-            self.counters[f"ba_status:{int(decision.status)}"] += 1
+        for key in _result_counters(decision.verdict, decision.status):
+            self.counters[key] += 1
         if decision.rsa_operations:
             self.counters["rsa_operations"] += decision.rsa_operations
 
