@@ -22,6 +22,8 @@ import heapq
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from fama_ryu.records import frozen_record
+
 SEQUENCE_MODULUS = 1 << 16
 DEFAULT_TOMBSTONE_TTL_S = 24 * 3600.0
 # Clock differences below this are scheduling jitter, not a step; NTP
@@ -38,13 +40,14 @@ def sequence_is_newer(candidate: int, last: int) -> bool:
     return 0 < (candidate - last) % SEQUENCE_MODULUS < SEQUENCE_MODULUS // 2
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Binding:
     """One accepted home registration (RFC 6275 §10.1 Binding Cache entry).
 
     ``key_hash`` identifies the CGA public key that proved ownership of the
     HoA; ``phkt`` is the Permanent Home Keygen Token the HDAR issued
-    (P12), secret material that never leaves the controller.
+    (P12), secret material that never leaves the controller.  Slots: a
+    cache holds one per mobile node (a third smaller than with a dict).
     """
 
     hoa: bytes
@@ -61,6 +64,43 @@ class Binding:
             f"Binding(hoa={self.hoa.hex()}, coa={self.coa.hex()}, sequence={self.sequence}, "
             f"expires_at={self.expires_at})"
         )
+
+
+# The slot descriptors of Binding, for registered_binding: setting them
+# directly costs half of what the generated __init__ pays per field
+# (object.__setattr__, which a frozen class needs).
+_SET_HOA = Binding.__dict__["hoa"].__set__
+_SET_COA = Binding.__dict__["coa"].__set__
+_SET_SEQUENCE = Binding.__dict__["sequence"].__set__
+_SET_LIFETIME_S = Binding.__dict__["lifetime_s"].__set__
+_SET_REGISTERED_AT = Binding.__dict__["registered_at"].__set__
+_SET_EXPIRES_AT = Binding.__dict__["expires_at"].__set__
+_SET_KEY_HASH = Binding.__dict__["key_hash"].__set__
+_SET_PHKT = Binding.__dict__["phkt"].__set__
+
+
+def registered_binding(
+    hoa: bytes,
+    coa: bytes,
+    sequence: int,
+    lifetime_s: int,
+    now: float,
+    key_hash: bytes,
+    phkt: bytes,
+) -> Binding:
+    """The binding a registration accepted at ``now`` makes: equal to
+    ``Binding(hoa, coa, sequence, lifetime_s, now, now + lifetime_s, key_hash,
+    phkt)``, built at half the cost (once per Binding Update)."""
+    binding = object.__new__(Binding)
+    _SET_HOA(binding, hoa)
+    _SET_COA(binding, coa)
+    _SET_SEQUENCE(binding, sequence)
+    _SET_LIFETIME_S(binding, lifetime_s)
+    _SET_REGISTERED_AT(binding, now)
+    _SET_EXPIRES_AT(binding, now + lifetime_s)
+    _SET_KEY_HASH(binding, key_hash)
+    _SET_PHKT(binding, phkt)
+    return binding
 
 
 @dataclass(frozen=True)
@@ -173,15 +213,24 @@ class BindingCache:
     def registration(self, binding: Binding) -> BindingChange:
         """Describe adding or updating ``binding``."""
         previous = self._bindings.get(binding.hoa)
-        kind = ChangeKind.ADD if previous is None else ChangeKind.UPDATE
-        return BindingChange(kind, binding.hoa, binding=binding, previous=previous)
+        return frozen_record(
+            BindingChange,
+            {
+                "kind": ChangeKind.ADD if previous is None else ChangeKind.UPDATE,
+                "hoa": binding.hoa,
+                "binding": binding,
+                "previous": previous,
+                "tombstone": None,
+                "cause": None,
+            },
+        )
 
     def apply(self, change: BindingChange) -> None:
         """Make ``change`` take effect in memory (after it is persisted)."""
         previous = self._bindings.get(change.hoa)
-        if previous is not None:
-            self._unindex(previous)
         if change.kind is ChangeKind.DELETE:
+            if previous is not None:
+                self._unindex(previous)
             self._bindings.pop(change.hoa, None)
             if change.tombstone is not None:
                 self._tombstones[change.hoa] = change.tombstone
@@ -189,14 +238,16 @@ class BindingCache:
                     self._forget_heap, change.tombstone.forget_at, change.hoa, len(self._tombstones)
                 )
             return
-        assert change.binding is not None
-        self._bindings[change.hoa] = change.binding
+        binding = change.binding
+        assert binding is not None
+        self._bindings[change.hoa] = binding
         self._tombstones.pop(change.hoa, None)
-        self._coa_to_hoas.setdefault(change.binding.coa, set()).add(change.hoa)
-        if previous is None or previous.expires_at != change.binding.expires_at:
-            self._push(
-                self._expiry_heap, change.binding.expires_at, change.hoa, len(self._bindings)
-            )
+        if previous is None or previous.coa != binding.coa:  # a refresh keeps its index entry
+            if previous is not None:
+                self._unindex(previous)
+            self._coa_to_hoas.setdefault(binding.coa, set()).add(change.hoa)
+        if previous is None or previous.expires_at != binding.expires_at:
+            self._push(self._expiry_heap, binding.expires_at, change.hoa, len(self._bindings))
 
     def expirations(self, now: float) -> list[BindingChange]:
         """Removals for every binding whose lifetime has run out.

@@ -28,15 +28,18 @@ import enum
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import NamedTuple
 
 from fama_ryu import auth, cga, mh
 from fama_ryu.binding_cache import (
-    Binding,
     BindingCache,
     BindingChange,
     RemovalCause,
+    registered_binding,
     sequence_is_newer,
 )
+from fama_ryu.records import frozen_record
 
 MAX_CGA_BINDING_LIFETIME_S = 86400  # RFC 4866 §7, P12
 LIFETIME_UNIT_S = 4
@@ -246,10 +249,13 @@ def is_unicast_routable(address: bytes) -> bool:
     """
     if len(address) != 16:
         return False
-    if address[0] == 0xFF:
+    first = address[0]
+    if first == 0xFF:
         return False
-    if address[0] == 0xFE and address[1] & 0xC0 == 0x80:
+    if first == 0xFE and address[1] & 0xC0 == 0x80:
         return False
+    if first:
+        return True  # what is left to exclude lies in ::/8
     # ::, ::1, IPv4-compatible and IPv4-mapped
     return not (address[:10] == bytes(10) and address[10:12] in (b"\x00\x00", b"\xff\xff"))
 
@@ -259,11 +265,10 @@ def public_key_hash(public_key_der: bytes) -> bytes:
     return hashlib.sha256(public_key_der).digest()[:16]
 
 
-@dataclass
-class _Authenticated:
+class _Authenticated(NamedTuple):
     """Result of authenticating a BU: the keys the BA needs."""
 
-    ba_kbm: bytes
+    ba_key: auth.BindingKey
     phkt: bytes | None = None
     encrypted_phkt: bytes | None = None
     key_hash: bytes | None = None
@@ -273,12 +278,15 @@ class _Rejection(Exception):
     """Internal: a BU rejected with a BA status."""
 
     def __init__(
-        self, status: mh.BAStatus, sequence: int | None = None, kbm: bytes | None = None
+        self,
+        status: mh.BAStatus,
+        sequence: int | None = None,
+        key: auth.BindingKey | None = None,
     ) -> None:
         super().__init__(status.name)
         self.status = status
         self.sequence = sequence
-        self.kbm = kbm  # set when the BU was authenticated: the BA carries BAD
+        self.key = key  # set when the BU was authenticated: the BA carries BAD
 
 
 class _Drop(Exception):
@@ -335,7 +343,7 @@ class HomeAgent:
         bu = packet.message
         assert isinstance(bu, mh.BindingUpdate)
         ba = mh.BindingAck(status, bu.sequence, 0)
-        return self._binding_ack(packet, packet.pseudo_source, ba, kbm=None, first=b"").packet
+        return self._binding_ack(packet, packet.pseudo_source, ba, key=None, first=b"").packet
 
     def apply(self, change: BindingChange) -> None:
         """Make a decided change take effect in the cache (after persisting it)."""
@@ -387,7 +395,7 @@ class HomeAgent:
                 packet,
                 hoa,
                 mh.BindingAck(rejection.status, sequence, 0),
-                kbm=rejection.kbm,
+                key=rejection.key,
                 first=first_address,
             )
             return Decision(
@@ -409,29 +417,41 @@ class HomeAgent:
                 assert previous is not None  # PHKT BUs are only accepted with a binding
                 phkt = previous.phkt
                 key_hash = previous.key_hash
-            binding = Binding(
-                hoa=hoa,
-                coa=coa,
-                sequence=bu.sequence,
-                lifetime_s=granted_units * LIFETIME_UNIT_S,
-                registered_at=now,
-                expires_at=now + granted_units * LIFETIME_UNIT_S,
-                key_hash=key_hash,
-                phkt=phkt,
+            binding = registered_binding(
+                hoa, coa, bu.sequence, granted_units * LIFETIME_UNIT_S, now, key_hash, phkt
             )
             change = self.cache.registration(binding)
         # RFC 6275 §10.3.1/§10.3.2: a home agent acknowledges every home
         # registration whatever the A flag says (the BA carries the PHKT).
-        ba_options = mh.MobilityOptions(permanent_home_keygen_token=auth_result.encrypted_phkt)
-        ba = mh.BindingAck(mh.BAStatus.ACCEPTED, bu.sequence, granted_units, options=ba_options)
-        reply = self._binding_ack(packet, hoa, ba, kbm=auth_result.ba_kbm, first=first_address)
-        return Decision(
-            Verdict.ACCEPTED,
-            "accepted",
-            mh.BAStatus.ACCEPTED,
-            reply,
-            change,
-            phkt_issued=auth_result.encrypted_phkt is not None,
+        encrypted_phkt = auth_result.encrypted_phkt
+        ba_options = (
+            mh.NO_OPTIONS
+            if encrypted_phkt is None
+            else mh.MobilityOptions(permanent_home_keygen_token=encrypted_phkt)
+        )
+        accepted = mh.BAStatus.ACCEPTED
+        ba = frozen_record(
+            mh.BindingAck,
+            {
+                "status": accepted,
+                "sequence": bu.sequence,
+                "lifetime_units": granted_units,
+                "key_management": False,
+                "options": ba_options,
+            },
+        )
+        reply = self._binding_ack(packet, hoa, ba, key=auth_result.ba_key, first=first_address)
+        return frozen_record(
+            Decision,
+            {
+                "verdict": Verdict.ACCEPTED,
+                "reason": "accepted",
+                "status": accepted,
+                "reply": reply,
+                "change": change,
+                "phkt_issued": encrypted_phkt is not None,
+                "rsa_operations": 0,
+            },
         )
 
     def _check_care_of_address(self, coa: bytes, hoa: bytes) -> None:
@@ -476,31 +496,31 @@ class HomeAgent:
             raise _Rejection(mh.BAStatus.NOT_HOME_AGENT)  # RFC 6275 §10.3.2
         care_of_token = self._care_of_keygen_token(bu, coa, deregistration, now)
         uses_cga = bu.options.cga_parameters is not None
-        kbm: bytes | None = None
+        key: auth.BindingKey | None = None
         if not uses_cga:
             if existing is None:
                 # A replay after deregistration or expiry meets the tombstone
                 # (135); otherwise there is no PHKT to check against (P9).
-                self._check_sequence(bu, hoa, now, kbm=None)
+                self._check_sequence(bu, hoa, now, key=None)
                 raise _Rejection(mh.BAStatus.PHKT_UNAVAILABLE)
-            kbm = auth.binding_management_key(existing.phkt, care_of_token)
-            self._check_authenticator(packet, kbm, hoa if deregistration else coa)
-        self._check_sequence(bu, hoa, now, kbm)
+            key = auth.BindingKey(auth.binding_management_key(existing.phkt, care_of_token))
+            self._check_authenticator(packet, key, hoa if deregistration else coa)
+        self._check_sequence(bu, hoa, now, key)
         if not deregistration and existing is None and len(self.cache) >= config.binding_limit:
             raise _Rejection(mh.BAStatus.INSUFFICIENT_RESOURCES)
-        if kbm is not None:
-            return _Authenticated(ba_kbm=kbm)
+        if key is not None:
+            return _Authenticated(key)
         return self._authenticate_cga(
             packet, bu, hoa, coa, deregistration, care_of_token, budget_now
         )
 
     def _check_sequence(
-        self, bu: mh.BindingUpdate, hoa: bytes, now: float, kbm: bytes | None
+        self, bu: mh.BindingUpdate, hoa: bytes, now: float, key: auth.BindingKey | None
     ) -> None:
         """P5: the number must be newer than the last accepted one, modulo 2^16."""
         last = self.cache.last_sequence(hoa, now)
         if last is not None and not sequence_is_newer(bu.sequence, last):
-            raise _Rejection(mh.BAStatus.SEQUENCE_OUT_OF_WINDOW, sequence=last, kbm=kbm)
+            raise _Rejection(mh.BAStatus.SEQUENCE_OUT_OF_WINDOW, sequence=last, key=key)
 
     def _care_of_keygen_token(
         self, bu: mh.BindingUpdate, coa: bytes, deregistration: bool, now: float
@@ -519,13 +539,13 @@ class HomeAgent:
             raise _Rejection(mh.BAStatus.EXPIRED_CARE_OF_NONCE_INDEX)
         return token
 
-    def _check_authenticator(self, packet: mh.MobilityPacket, kbm: bytes, first: bytes) -> None:
+    def _check_authenticator(
+        self, packet: mh.MobilityPacket, key: auth.BindingKey, first: bytes
+    ) -> None:
         received = packet.message.options.authenticator
         if received is None:
             raise _Drop(DropReason.MISSING_AUTHORIZATION_DATA)
-        expected = auth.binding_authenticator(
-            kbm, first, self.config.anchor_address, packet.mh.authorized_data()
-        )
+        expected = key.authenticator(first, self.config.anchor_address, packet.mh.authorized_data())
         if not auth.authenticator_matches(expected, received):
             raise _Drop(DropReason.BAD_AUTHENTICATOR)  # RFC 6275 §9.5.1, P9
 
@@ -568,7 +588,8 @@ class HomeAgent:
         if care_of_token is not None:
             # P13: a first CGA BU in return-routability mode also carries
             # authorization data keyed by the care-of keygen token alone.
-            self._check_authenticator(packet, auth.binding_management_key(None, care_of_token), coa)
+            token_key = auth.BindingKey(auth.binding_management_key(None, care_of_token))
+            self._check_authenticator(packet, token_key, coa)
         if len(options.signature) != (public_key.key_size + 7) // 8:
             raise _Rejection(mh.BAStatus.CGA_SIGNATURE_VERIFICATION_FAILED)  # no RSA needed
         over_budget = self.budget.take(packet.source, budget_now)
@@ -584,7 +605,7 @@ class HomeAgent:
         # deregistration the token is forgotten at once (P11), but the MN
         # still needs it to authenticate this BA.
         return _Authenticated(
-            ba_kbm=auth.binding_management_key(phkt, None),
+            ba_key=auth.BindingKey(auth.binding_management_key(phkt, None)),
             phkt=None if deregistration else phkt,
             encrypted_phkt=encrypted,
             key_hash=public_key_hash(params.public_key_der),
@@ -615,24 +636,27 @@ class HomeAgent:
         hoa: bytes,
         ba: mh.BindingAck,
         *,
-        kbm: bytes | None,
+        key: auth.BindingKey | None,
         first: bytes,
     ) -> Reply:
         """P12: from A_d to the BU's source, type 2 Routing Header = HoA."""
         anchor = self.config.anchor_address
         destination = packet.source
         routing_address = hoa if destination != hoa else None
-        authenticator = None
-        if kbm is not None:
-
-            def authenticator(mh_data: bytes) -> bytes:
-                return auth.binding_authenticator(kbm, first, anchor, mh_data)
-
         packet_bytes = mh.build_packet(
             ba,
             source=anchor,
             destination=destination,
             routing_address=routing_address,
-            authenticator=authenticator,
+            authenticator=None if key is None else partial(key.authenticator, first, anchor),
         )
-        return Reply(ba, anchor, destination, routing_address, packet_bytes)
+        return frozen_record(
+            Reply,
+            {
+                "message": ba,
+                "source": anchor,
+                "destination": destination,
+                "routing_address": routing_address,
+                "packet": packet_bytes,
+            },
+        )

@@ -18,7 +18,9 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+
+from fama_ryu.records import frozen_record
 
 IPPROTO_HOPOPTS = 0
 IPPROTO_ROUTING = 43
@@ -246,6 +248,7 @@ class MobilityOptions:
 
 
 NO_OPTIONS = MobilityOptions()
+_NO_OPTION_FIELDS = {field.name: getattr(NO_OPTIONS, field.name) for field in fields(NO_OPTIONS)}
 
 
 @dataclass(frozen=True)
@@ -383,27 +386,27 @@ class MobilityPacket:
 # ---------------------------------------------------------------- checksum
 
 
-_LITTLE_ENDIAN_HOST = struct.pack("=H", 1) == b"\x01\x00"
-
-
-def _ones_complement_sum(data: bytes) -> int:
-    """RFC 1071 sum of big-endian 16-bit words, folded to 16 bits."""
-    if len(data) % 2:
-        data += b"\x00"
-    # Summing native-order words and swapping the folded result once is
-    # equivalent (RFC 1071 §2(B)) and much cheaper than unpacking each word.
-    total = sum(memoryview(data).cast("H"))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    if _LITTLE_ENDIAN_HOST:
-        total = ((total & 0xFF) << 8) | (total >> 8)
-    return total
-
-
 def upper_layer_checksum(source: bytes, destination: bytes, next_header: int, data: bytes) -> int:
-    """The RFC 8200 §8.1 checksum of an upper-layer packet (MH, ICMPv6)."""
-    pseudo = source + destination + struct.pack("!IxxxB", len(data), next_header)
-    return (~_ones_complement_sum(pseudo + data)) & 0xFFFF
+    """The RFC 8200 §8.1 checksum of an upper-layer packet (MH, ICMPv6).
+
+    The RFC 1071 one's complement sum of 16-bit words is the number the
+    words spell taken modulo 0xFFFF (2**16 is 1 modulo 0xFFFF), with 0xFFFF
+    standing for a non-zero multiple.  So each even-length part (addresses,
+    the pseudo-header's length and next header, the data padded with a zero
+    byte) is read as one integer and summed: no concatenation, no per-word
+    loop in Python.
+    """
+    total = (
+        int.from_bytes(source, "big")
+        + int.from_bytes(destination, "big")
+        + len(data)
+        + next_header
+        + (int.from_bytes(data, "big") << (8 * (len(data) & 1)))
+    )
+    folded = total % 0xFFFF
+    if folded == 0 and total:
+        return 0  # the sum is 0xFFFF, whose complement is 0
+    return 0xFFFF - folded
 
 
 def mobility_checksum(source: bytes, destination: bytes, mh_bytes: bytes) -> int:
@@ -426,7 +429,10 @@ def parse_ethernet_frame(frame: bytes) -> MobilityPacket:
     """Decode an Ethernet II frame holding an IPv6 Mobility Header packet."""
     if len(frame) < 14 or int.from_bytes(frame[12:14], "big") != ETH_TYPE_IPV6:
         raise MobilityParseError(RejectReason.NOT_IPV6, "not an Ethernet IPv6 frame")
-    return parse_ipv6_packet(frame[14:])
+    authorized = _parse_authorized_binding_update(frame, 14)
+    if authorized is not None:
+        return authorized
+    return _parse_any_ipv6_packet(frame[14:])
 
 
 def parse_ipv6_packet(packet: bytes) -> MobilityPacket:
@@ -436,6 +442,108 @@ def parse_ipv6_packet(packet: bytes) -> MobilityPacket:
     Header Len, in that order) and §6.2 (options).  Raises
     :class:`MobilityParseError` on any failure.
     """
+    authorized = _parse_authorized_binding_update(packet, 0)
+    if authorized is not None:
+        return authorized
+    return _parse_any_ipv6_packet(packet)
+
+
+# The Binding Update of every refresh, handover and deregistration of a bound
+# MN away from home (P4, P9): the IPv6 header, a destination options header
+# holding PadN(2) and the Home Address option, and a 32-byte Mobility Header
+# whose only option is the Binding Authorization Data, after PadN(4).  It is
+# recognised by its constant bytes and decoded with one struct; any other
+# packet, and any rejection (a bad checksum included), is the general path's.
+_AUTHORIZED_BU = struct.Struct("!B3xHBB16s16s8s16s3s3xHHH8s12s")
+_AUTHORIZED_BU_PAYLOAD_LEN = _AUTHORIZED_BU.size - IPV6_HEADER_LEN
+_AUTHORIZED_BU_MH_OFFSET = IPV6_HEADER_LEN + 24
+# A Home Address destination options header as the encoder writes it, from
+# its Hdr Ext Len on: 2 (24 octets), PadN(2) putting the option at offset 6
+# (8n+6, RFC 6275 §6.3), the option's type and length; the address follows.
+_HOME_ADDRESS_HEADER_HEAD = bytes((2, OptionType.PADN, 2, 0, 0, HOME_ADDRESS_OPTION_TYPE, 16))
+_AUTHORIZED_BU_HOME_ADDRESS_HEAD = bytes((IPPROTO_MH,)) + _HOME_ADDRESS_HEADER_HEAD
+_AUTHORIZED_BU_MH_HEAD = bytes((IPPROTO_NONE, 3, MHType.BINDING_UPDATE))
+# Options of a BU or BA (12-octet fixed part) whose only option is the
+# Binding Authorization Data: PadN(4) aligns it at 8n+2, then its type and length.
+_AUTHORIZATION_DATA_HEAD = bytes(
+    (OptionType.PADN, 4, 0, 0, 0, 0, OptionType.BINDING_AUTHORIZATION_DATA, AUTHENTICATOR_LEN)
+)
+_AUTHORIZED_BU_AUTHENTICATOR_OFFSET = 12 + len(_AUTHORIZATION_DATA_HEAD)  # in the MH
+
+
+def _parse_authorized_binding_update(packet: bytes, start: int) -> MobilityPacket | None:
+    """The decoded packet at ``packet[start:]`` if it has the layout above, else None.
+
+    The result equals what the general path decodes from the same bytes.
+    """
+    if len(packet) - start < _AUTHORIZED_BU.size:
+        return None
+    (
+        version,
+        payload_length,
+        next_header,
+        hop_limit,
+        source,
+        destination,
+        home_address_head,
+        home_address,
+        mh_head,
+        sequence,
+        flags,
+        lifetime,
+        options_head,
+        authenticator,
+    ) = _AUTHORIZED_BU.unpack_from(packet, start)
+    if (
+        version >> 4 != 6
+        or payload_length != _AUTHORIZED_BU_PAYLOAD_LEN
+        or next_header != IPPROTO_DSTOPTS
+        or home_address_head != _AUTHORIZED_BU_HOME_ADDRESS_HEAD
+        or mh_head != _AUTHORIZED_BU_MH_HEAD
+        or options_head != _AUTHORIZATION_DATA_HEAD
+    ):
+        return None
+    raw = bytes(packet[start + _AUTHORIZED_BU_MH_OFFSET : start + _AUTHORIZED_BU.size])
+    if mobility_checksum(home_address, destination, raw) != 0:
+        return None
+    options = frozen_record(MobilityOptions, {**_NO_OPTION_FIELDS, "authenticator": authenticator})
+    message = frozen_record(
+        BindingUpdate,
+        {
+            "sequence": sequence,
+            "lifetime_units": lifetime,
+            "ack": bool(flags & 0x8000),
+            "home_registration": bool(flags & 0x4000),
+            "link_local_compat": bool(flags & 0x2000),
+            "key_management": bool(flags & 0x1000),
+            "options": options,
+        },
+    )
+    mh = frozen_record(
+        MobilityHeader,
+        {
+            "mh_type": MHType.BINDING_UPDATE,
+            "message": message,
+            "raw": raw,
+            "signed_end": None,
+            "authenticator_offset": _AUTHORIZED_BU_AUTHENTICATOR_OFFSET,
+        },
+    )
+    return frozen_record(
+        MobilityPacket,
+        {
+            "source": source,
+            "destination": destination,
+            "hop_limit": hop_limit,
+            "mh": mh,
+            "home_address": home_address,
+            "routing_address": None,
+        },
+    )
+
+
+def _parse_any_ipv6_packet(packet: bytes) -> MobilityPacket:
+    """The general decoder of :func:`parse_ipv6_packet`, for any layout."""
     if len(packet) < IPV6_HEADER_LEN:
         raise MobilityParseError(RejectReason.TRUNCATED_IPV6_HEADER, f"{len(packet)} bytes")
     if packet[0] >> 4 != 6:
@@ -853,6 +961,77 @@ def encode_mobility_header(
     ``options.signature`` / ``options.authenticator`` is written as given;
     option values the decoder would reject raise ValueError.
     """
+    encoded = _encode_bare_ack(message, pseudo_source, pseudo_destination, authenticator)
+    if encoded is not None:
+        return encoded
+    return _encode_any_mobility_header(
+        message,
+        pseudo_source=pseudo_source,
+        pseudo_destination=pseudo_destination,
+        signer=signer,
+        signature_len=signature_len,
+        authenticator=authenticator,
+    )
+
+
+# A Binding Acknowledgement whose only option, if any, is the Binding
+# Authorization Data: every BA but the one carrying a new PHKT.  The layout
+# the general encoder gives it is fixed (PadN to 8 octets, or PadN(4) to
+# align the authorization data at 8n+2), so it is packed in one go.
+_BARE_ACK = struct.Struct("!BBBxxxBBHH4s")
+_BARE_ACK_PADDING = bytes((OptionType.PADN, 2, 0, 0))
+_AUTHORIZED_ACK = struct.Struct("!BBBxxxBBHH8s")  # up to the Authenticator
+_BINDING_ACK = int(MHType.BINDING_ACK)
+
+
+def _encode_bare_ack(
+    message: MobilityMessage,
+    pseudo_source: bytes,
+    pseudo_destination: bytes,
+    authenticator: Authenticator | None,
+) -> bytes | None:
+    """``message`` as the general encoder writes it if it is a BA with no
+    options, else None; None too if a field does not fit, so that the general
+    encoder refuses it with its message."""
+    if type(message) is not BindingAck or message.options is not NO_OPTIONS:
+        return None
+    status, sequence, lifetime = message.status, message.sequence, message.lifetime_units
+    if not (0 <= status <= 0xFF and 0 <= sequence <= 0xFFFF and 0 <= lifetime <= 0xFFFF):
+        return None
+    flags = 0x80 if message.key_management else 0
+    if authenticator is None:
+        head = _BARE_ACK.pack(
+            IPPROTO_NONE, 1, _BINDING_ACK, status, flags, sequence, lifetime, _BARE_ACK_PADDING
+        )
+        value = b""
+    else:
+        head = _AUTHORIZED_ACK.pack(
+            IPPROTO_NONE,
+            3,
+            _BINDING_ACK,
+            status,
+            flags,
+            sequence,
+            lifetime,
+            _AUTHORIZATION_DATA_HEAD,
+        )
+        value = authenticator(head)
+        if len(value) != AUTHENTICATOR_LEN:
+            raise ValueError(f"authenticator of {len(value)} bytes")
+    checksum = mobility_checksum(pseudo_source, pseudo_destination, head + value)
+    return head[:4] + checksum.to_bytes(2, "big") + head[6:] + value
+
+
+def _encode_any_mobility_header(
+    message: MobilityMessage,
+    *,
+    pseudo_source: bytes,
+    pseudo_destination: bytes,
+    signer: Signer | None,
+    signature_len: int,
+    authenticator: Authenticator | None,
+) -> bytes:
+    """The general encoder of :func:`encode_mobility_header`, for any message."""
     mh_type = message_type(message)
     options = message.options
     _check_encodable(options)
@@ -985,7 +1164,15 @@ def _fixed(value: bytes, length: int, name: str) -> bytes:
 
 
 def _address(value: bytes) -> bytes:
-    return _fixed(value, 16, "IPv6 address")
+    if len(value) != 16:
+        raise ValueError(f"IPv6 address must be 16 bytes, got {len(value)}")
+    return value
+
+
+_IPV6_HEADER = struct.Struct("!IHBB16s16s")
+# Next Header, Hdr Ext Len 2, Routing Type 2, Segments Left 1 (RFC 6275 §6.4).
+_ROUTING_HEADER = struct.Struct("!BBBB4x16s")
+_HOME_ADDRESS_HEADER = struct.Struct("!B7s16s")  # Next Header, the head above, the HoA
 
 
 def build_ipv6_packet(
@@ -1000,35 +1187,36 @@ def build_ipv6_packet(
     """Wrap Mobility Header bytes in IPv6, with a type 2 Routing Header
     (``routing_address``) and/or a Home Address option (``home_address``),
     ordered as RFC 6275 §6.3 and RFC 8200 §4.1 require."""
-    chain: list[tuple[int, bytes]] = []
-    if routing_address is not None:
-        chain.append(
-            (
-                IPPROTO_ROUTING,
-                struct.pack("!BBB4x", 2, ROUTING_TYPE_2, 1) + _address(routing_address),
-            )
-        )
+    if len(source) != 16 or len(destination) != 16:
+        _address(source)
+        _address(destination)
+    payload = mh_bytes
+    next_header = IPPROTO_MH
     if home_address is not None:
-        # PadN(4) puts the HAO at offset 6 (8n+6 alignment, RFC 6275 §6.3).
-        chain.append(
-            (
-                IPPROTO_DSTOPTS,
-                struct.pack("!7B", 2, OptionType.PADN, 2, 0, 0, HOME_ADDRESS_OPTION_TYPE, 16)
-                + _address(home_address),
+        payload = (
+            _HOME_ADDRESS_HEADER.pack(
+                next_header, _HOME_ADDRESS_HEADER_HEAD, _address(home_address)
             )
+            + payload
         )
-    payload = bytearray()
-    first_next_header = chain[0][0] if chain else IPPROTO_MH
-    for index, (_, header_tail) in enumerate(chain):
-        following = chain[index + 1][0] if index + 1 < len(chain) else IPPROTO_MH
-        payload += bytes((following,)) + header_tail
-    payload += mh_bytes
-    header = (
-        struct.pack("!IHBB", 6 << 28, len(payload), first_next_header, hop_limit)
-        + _address(source)
-        + _address(destination)
+        next_header = IPPROTO_DSTOPTS
+    if routing_address is not None:
+        payload = (
+            _ROUTING_HEADER.pack(next_header, 2, ROUTING_TYPE_2, 1, _address(routing_address))
+            + payload
+        )
+        next_header = IPPROTO_ROUTING
+    return (
+        _IPV6_HEADER.pack(
+            6 << 28,
+            len(payload),
+            next_header,
+            hop_limit,
+            source,
+            destination,
+        )
+        + payload
     )
-    return header + bytes(payload)
 
 
 def build_packet(
@@ -1044,14 +1232,19 @@ def build_packet(
     authenticator: Authenticator | None = None,
 ) -> bytes:
     """Encode ``message`` and wrap it in an IPv6 packet (checksum included)."""
-    mh_bytes = encode_mobility_header(
-        message,
-        pseudo_source=home_address if home_address is not None else source,
-        pseudo_destination=routing_address if routing_address is not None else destination,
-        signer=signer,
-        signature_len=signature_len,
-        authenticator=authenticator,
-    )
+    pseudo_source = home_address if home_address is not None else source
+    pseudo_destination = routing_address if routing_address is not None else destination
+    # encode_mobility_header's two paths, called here without its own call.
+    mh_bytes = _encode_bare_ack(message, pseudo_source, pseudo_destination, authenticator)
+    if mh_bytes is None:
+        mh_bytes = _encode_any_mobility_header(
+            message,
+            pseudo_source=pseudo_source,
+            pseudo_destination=pseudo_destination,
+            signer=signer,
+            signature_len=signature_len,
+            authenticator=authenticator,
+        )
     return build_ipv6_packet(
         source,
         destination,

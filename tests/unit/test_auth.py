@@ -12,12 +12,15 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fama_ryu.auth import (
     CGA_MESSAGE_TYPE_TAG,
     MAX_NONCE_LIFETIME,
     MAX_TOKEN_LIFETIME,
     RSA_OPERATIONS,
+    BindingKey,
     CareOfTokenIssuer,
     RsaOperationCounter,
     authenticator_matches,
@@ -282,6 +285,34 @@ def test_authenticator_input_validation() -> None:
         binding_authenticator(kbm, COA, b"", MH_DATA)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    kbm=st.binary(min_size=20, max_size=20),
+    first=st.binary(min_size=16, max_size=16),
+    hdar=st.binary(min_size=16, max_size=16),
+    mh_data=st.binary(max_size=200),
+)
+def test_prepared_key_authenticator_equals_hmac(
+    kbm: bytes, first: bytes, hdar: bytes, mh_data: bytes
+) -> None:
+    key = BindingKey(kbm)
+    expected = hmac.new(kbm, first + hdar + mh_data, hashlib.sha1).digest()[:12]
+    assert key.authenticator(first, hdar, mh_data) == expected
+    # The prepared hashes are copied, never consumed: a second use agrees.
+    assert key.authenticator(first, hdar, mh_data) == expected
+    assert binding_authenticator(kbm, first, hdar, mh_data) == expected
+
+
+def test_prepared_key_input_validation() -> None:
+    with pytest.raises(ValueError, match="Kbm"):
+        BindingKey(bytes(21))
+    key = BindingKey(binding_management_key(PHKT, None))
+    with pytest.raises(ValueError, match="first address"):
+        key.authenticator(COA[:15], HDAR, MH_DATA)
+    with pytest.raises(ValueError, match="HDAR"):
+        key.authenticator(COA, HDAR + b"\x00", MH_DATA)
+
+
 def test_authenticator_comparison() -> None:
     kbm = binding_management_key(PHKT, None)
     authenticator = binding_authenticator(kbm, COA, HDAR, MH_DATA)
@@ -323,6 +354,9 @@ def test_snapshot_is_a_copy() -> None:
     assert counter.snapshot()["sign"] == 1
     counter.reset()
     assert counter.total() == 0
+    counter.record("verify")
+    counter.record("decrypt")
+    assert counter.total() == sum(counter.snapshot().values()) == 2
 
 
 # --- Care-of keygen tokens (P13) --------------------------------------------------------

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
+import pickle
+from dataclasses import astuple, replace
 
 import pytest
 from hypothesis import given
@@ -17,6 +18,7 @@ from fama_ryu.binding_cache import (
     ChangeKind,
     RemovalCause,
     Tombstone,
+    registered_binding,
 )
 
 
@@ -294,6 +296,35 @@ def test_binding_is_frozen() -> None:
     with pytest.raises(AttributeError):
         entry.coa = COA_2  # type: ignore[misc]
     assert replace(entry, coa=COA_2).coa == COA_2
+
+
+@given(
+    hoa=st.binary(min_size=16, max_size=16),
+    coa=st.binary(min_size=16, max_size=16),
+    sequence=st.integers(0, 0xFFFF),
+    lifetime_s=st.integers(0, 86400),
+    now=st.floats(0, 2e9, allow_nan=False),
+    key_hash=st.binary(min_size=16, max_size=16),
+    phkt=st.binary(min_size=8, max_size=8),
+)
+def test_registered_binding_equals_the_constructed_one(
+    hoa: bytes,
+    coa: bytes,
+    sequence: int,
+    lifetime_s: int,
+    now: float,
+    key_hash: bytes,
+    phkt: bytes,
+) -> None:
+    """The slot-setting builder of the decision path gives the constructor's value."""
+    built = registered_binding(hoa, coa, sequence, lifetime_s, now, key_hash, phkt)
+    expected = Binding(hoa, coa, sequence, lifetime_s, now, now + lifetime_s, key_hash, phkt)
+    assert type(built) is Binding
+    assert built == expected and hash(built) == hash(expected)
+    assert astuple(built) == astuple(expected)
+    assert pickle.loads(pickle.dumps(built)) == expected
+    with pytest.raises(AttributeError):
+        built.sequence = 1  # type: ignore[misc]
 
 
 # --- deadline heaps agree with a scan of the whole table --------------------------------

@@ -43,6 +43,7 @@ from fama_ryu import auth, mh
 from fama_ryu.binding_cache import (
     SEQUENCE_MODULUS,
     BindingCache,
+    BindingChange,
     ChangeKind,
     RemovalCause,
     sequence_is_newer,
@@ -53,6 +54,7 @@ from fama_ryu.home_agent import (
     DropReason,
     HomeAgent,
     HomeAgentConfig,
+    Reply,
     Verdict,
     is_unicast_routable,
     public_key_hash,
@@ -280,6 +282,41 @@ def test_phkt_bu_from_new_coa_updates_binding(agent: HomeAgent, node: MobileNode
     agent.apply(change)
     assert agent.cache.hoas_for_coa(COA_1) == frozenset()
     assert agent.cache.hoas_for_coa(COA_2) == {node.hoa}
+
+
+def test_phkt_refresh_decision_equals_the_constructed_one(
+    agent: HomeAgent, node: MobileNode
+) -> None:
+    """The accepted PHKT path builds its records with frozen_record and its BA
+    with the codec's fast path: the decision equals one built with the
+    constructors and the general encoder (P12 authenticator over CoA | A_d)."""
+    first = register(agent, node, 10, COA_1)
+    assert first.change is not None and first.change.binding is not None
+    previous = first.change.binding
+    assert node.phkt is not None
+    decision, _ = decide(agent, node.phkt_bu(11, COA_1, 50), NOW + 5)
+    ba = mh.BindingAck(mh.BAStatus.ACCEPTED, 11, 50)
+    ba_mh = mh._encode_any_mobility_header(
+        ba,
+        pseudo_source=ANCHOR,
+        pseudo_destination=node.hoa,
+        signer=None,
+        signature_len=0,
+        authenticator=lambda data: auth.binding_authenticator(kbm(node.phkt), COA_1, ANCHOR, data),
+    )
+    ba_packet = mh.build_ipv6_packet(ANCHOR, COA_1, ba_mh, routing_address=node.hoa)
+    binding = replace(
+        previous, sequence=11, lifetime_s=200, registered_at=NOW + 5, expires_at=NOW + 205
+    )
+    expected = Decision(
+        Verdict.ACCEPTED,
+        "accepted",
+        mh.BAStatus.ACCEPTED,
+        Reply(ba, ANCHOR, COA_1, node.hoa, ba_packet),
+        BindingChange(ChangeKind.UPDATE, node.hoa, binding=binding, previous=previous),
+    )
+    assert decision == expected
+    assert vars(decision) == vars(expected)
 
 
 def test_deregistration_lifetime_zero(agent: HomeAgent, node: MobileNode) -> None:

@@ -247,6 +247,27 @@ def golden_bu_nonce_indices_and_authorization_data():
     return message, kwargs, packet, None, 20
 
 
+def golden_bu_phkt_refresh():
+    """P9 refresh of a bound MN: Binding Authorization Data only, after PadN(4)."""
+    message = BindingUpdate(
+        sequence=0x1236, lifetime_units=150, options=MobilityOptions(authenticator=AUTH)
+    )
+    mh_bytes = hx(
+        "3b 03 05 00",  # Payload Proto 59, Header Len 3 (32 octets), BU, Reserved
+        "0000",  # Checksum
+        "1236",  # Sequence #
+        "c000",  # A H
+        "0096",  # Lifetime 150
+        "01 04 00000000",  # offset 12: PadN(4) -> BAD at 18 = 8*2 + 2
+        "05 0c",
+        AUTH.hex(),  # offset 18: Binding Authorization Data -> ends 32
+    )
+    mh_bytes = with_checksum(mh_bytes, HOA, HA)
+    packet = ipv6_header(24 + 32, 60, COA_HEX, HA_HEX) + DEST_OPTS_HAO + mh_bytes
+    kwargs = dict(source=COA, destination=HA, home_address=HOA)
+    return message, kwargs, packet, None, 20
+
+
 def golden_bu_alternate_coa_nonce_indices_and_authorization_data():
     """Alternate CoA (8n+6), Nonce Indices (2n) and BAD (8n+2): every padding kind."""
     message = BindingUpdate(
@@ -503,6 +524,7 @@ GOLDEN = {
     "bu-cga-1-fragment": golden_bu_cga_one_fragment,
     "bu-cga-2-fragments": golden_bu_cga_two_fragments,
     "bu-nonce-indices-bad": golden_bu_nonce_indices_and_authorization_data,
+    "bu-phkt-refresh": golden_bu_phkt_refresh,
     "bu-alternate-coa": golden_bu_alternate_coa,
     "bu-alternate-coa-nonce-bad": golden_bu_alternate_coa_nonce_indices_and_authorization_data,
     "bu-cga-parameters-request": golden_bu_cga_parameters_request,
@@ -544,7 +566,7 @@ def test_parse_of_the_golden_bytes_gives_the_message_and_addresses(case):
 
 @pytest.mark.parametrize("case", list(GOLDEN), ids=list(GOLDEN))
 def test_golden_checksum_matches_codec_mobility_checksum(case):
-    """The codec's (optimised, native-order) checksum agrees with RFC 1071."""
+    """The codec's (one integer per part, modulo 0xFFFF) checksum agrees with RFC 1071."""
     _, kwargs, packet, _, _ = GOLDEN[case]()
     raw = packet[mh_offset(packet) :]
     source = kwargs.get("home_address", kwargs["source"])
@@ -771,6 +793,38 @@ def test_authenticator_receives_mh_up_to_authenticator_with_zero_checksum():
     assert parsed.mh.authorized_data() == data
     assert parsed.message.options.authenticator == AUTH
     assert parsed.message.options.signature == SIG_1024
+
+
+def test_ba_answering_a_phkt_bu_is_authorized_by_callback_after_padn4():
+    """P12: the BA of a PHKT refresh carries only the Binding Authorization
+    Data, computed over the MH up to it with checksum zero."""
+    received = []
+
+    def authenticator(data: bytes) -> bytes:
+        received.append(data)
+        return AUTH
+
+    packet = build_packet(
+        BindingAck(status=0, sequence=0x1236, lifetime_units=150),
+        source=HA,
+        destination=COA,
+        routing_address=HOA,
+        authenticator=authenticator,
+    )
+    mh_bytes = hx(
+        "3b 03 06 00",  # Payload Proto 59, Header Len 3 (32 octets), BA, Reserved
+        "0000",  # Checksum
+        "00",  # Status 0
+        "00",  # K=0
+        "1236",  # Sequence # (echoed)
+        "0096",  # Lifetime 150
+        "01 04 00000000",  # offset 12: PadN(4) -> BAD at 18 = 8*2 + 2
+        "05 0c",
+        AUTH.hex(),  # offset 18: Binding Authorization Data -> ends 32
+    )
+    assert received == [mh_bytes[:20]]
+    mh_bytes = with_checksum(mh_bytes, HA, HOA)
+    assert packet == ipv6_header(24 + 32, 43, HA_HEX, COA_HEX) + ROUTING_TYPE2 + mh_bytes
 
 
 def test_explicit_authenticator_wins_over_callback():
