@@ -257,8 +257,9 @@ class FamaApp(app_manager.RyuApp):
     #
     # Work with binding changes is held and persisted in one transaction with
     # whatever else arrived meanwhile (group commit): one fsync for a burst of
-    # Binding Updates instead of one each.  The batch is committed when the
-    # event queue runs dry (so a lone BU waits for nothing), when it holds
+    # Binding Updates instead of one each.  The batch is committed after each
+    # read from a switch unless a commit is running (what arrives meanwhile
+    # joins the next batch), when the event loop goes idle, when it holds
     # MAX_BATCH works, or before anything that must see the store's truth.
     # Then, per switch, the flow-mods of the whole batch go out phase by phase
     # (a barrier between phases keeps each change's order), then one barrier
