@@ -312,9 +312,13 @@ class FamaApp(app_manager.RyuApp):
         changes = [(dar.name, change) for dar, work in batch for change in work.changes]
         crash_points.reached("before_commit")
         try:
-            # The COMMIT (log write, fsync) in a worker thread, which holds no
-            # GIL meanwhile: the event loop decides the next Binding Updates.
-            self.store.commit(changes, run_blocking=tpool.execute)
+            # Under load, the COMMIT (log write, fsync) runs in a worker thread,
+            # which holds no GIL meanwhile: the event loop decides the next
+            # Binding Updates.  A lone change commits here: nothing waits
+            # behind it, and the hand-off to the thread and back (a thread to
+            # schedule, the GIL, the hub's next turn) would be its latency.
+            run_blocking = tpool.execute if len(batch) > 1 else None
+            self.store.commit(changes, run_blocking=run_blocking)
         except StoreError as error:
             LOG.error("binding store refused %d change(s): %s", len(changes), error)
             for dar, work in batch:
