@@ -391,18 +391,14 @@ def upper_layer_checksum(source: bytes, destination: bytes, next_header: int, da
 
     The RFC 1071 one's complement sum of 16-bit words is the number the
     words spell taken modulo 0xFFFF (2**16 is 1 modulo 0xFFFF), with 0xFFFF
-    standing for a non-zero multiple.  So each even-length part (addresses,
-    the pseudo-header's length and next header, the data padded with a zero
-    byte) is read as one integer and summed: no concatenation, no per-word
-    loop in Python.
+    standing for a non-zero multiple.  So the addresses and the data (padded
+    to whole words) are read as one integer, the pseudo-header's length and
+    next header added, and the sum folded by one modulo: no per-word loop.
     """
-    total = (
-        int.from_bytes(source, "big")
-        + int.from_bytes(destination, "big")
-        + len(data)
-        + next_header
-        + (int.from_bytes(data, "big") << (8 * (len(data) & 1)))
-    )
+    words = source + destination + data
+    if len(data) & 1:
+        words += b"\x00"
+    total = int.from_bytes(words, "big") + len(data) + next_header
     folded = total % 0xFFFF
     if folded == 0 and total:
         return 0  # the sum is 0xFFFF, whose complement is 0
@@ -976,11 +972,12 @@ def encode_mobility_header(
 
 # A Binding Acknowledgement whose only option, if any, is the Binding
 # Authorization Data: every BA but the one carrying a new PHKT.  The layout
-# the general encoder gives it is fixed (PadN to 8 octets, or PadN(4) to
-# align the authorization data at 8n+2), so it is packed in one go.
-_BARE_ACK = struct.Struct("!BBBxxxBBHH4s")
+# the general encoder gives it is fixed, so it is packed in one go: the
+# fixed part, checksum included, then PadN(2) to 8 octets, or PadN(4) to
+# align the authorization data at 8n+2 and its type and length.
+_BARE_ACK = struct.Struct("!BBBxHBBHH4s")
 _BARE_ACK_PADDING = bytes((OptionType.PADN, 2, 0, 0))
-_AUTHORIZED_ACK = struct.Struct("!BBBxxxBBHH8s")  # up to the Authenticator
+_AUTHORIZED_ACK = struct.Struct("!BBBxHBBHH8s")  # the Authenticator follows
 _BINDING_ACK = int(MHType.BINDING_ACK)
 
 
@@ -1000,26 +997,32 @@ def _encode_bare_ack(
         return None
     flags = 0x80 if message.key_management else 0
     if authenticator is None:
-        head = _BARE_ACK.pack(
-            IPPROTO_NONE, 1, _BINDING_ACK, status, flags, sequence, lifetime, _BARE_ACK_PADDING
-        )
-        value = b""
+        layout, header_len, options = _BARE_ACK, 1, _BARE_ACK_PADDING
     else:
-        head = _AUTHORIZED_ACK.pack(
+        layout, header_len, options = _AUTHORIZED_ACK, 3, _AUTHORIZATION_DATA_HEAD
+    head = layout.pack(
+        IPPROTO_NONE, header_len, _BINDING_ACK, 0, status, flags, sequence, lifetime, options
+    )
+    value = b""
+    if authenticator is not None:
+        value = authenticator(head)  # MH data up to the Authenticator, checksum zero
+        if len(value) != AUTHENTICATOR_LEN:
+            raise ValueError(f"authenticator of {len(value)} bytes")
+    checksum = mobility_checksum(pseudo_source, pseudo_destination, head + value)
+    return (
+        layout.pack(
             IPPROTO_NONE,
-            3,
+            header_len,
             _BINDING_ACK,
+            checksum,
             status,
             flags,
             sequence,
             lifetime,
-            _AUTHORIZATION_DATA_HEAD,
+            options,
         )
-        value = authenticator(head)
-        if len(value) != AUTHENTICATOR_LEN:
-            raise ValueError(f"authenticator of {len(value)} bytes")
-    checksum = mobility_checksum(pseudo_source, pseudo_destination, head + value)
-    return head[:4] + checksum.to_bytes(2, "big") + head[6:] + value
+        + value
+    )
 
 
 def _encode_any_mobility_header(
