@@ -210,10 +210,10 @@ class BindingKey:
     """Kbm keyed into HMAC-SHA1 once, for the authenticators of P9 and P12.
 
     The inner and outer hashes of HMAC start from the key alone (RFC 2104
-    §4), so they are hashed here once; each authenticator then copies them.
-    That is half the cost of a one-shot HMAC, which sets the key up again
-    (and, on OpenSSL 3, fetches the algorithm) on every call.  A decision
-    makes two authenticators with one Kbm: the BU's and its BA's.
+    §4), so they are hashed here once; each authenticator then copies them,
+    about half the cost of a one-shot ``hmac.digest``, which sets the key
+    up on every call.  A decision makes two authenticators with one Kbm:
+    the BU's and its BA's.
     """
 
     __slots__ = ("_inner", "_outer")

@@ -10,10 +10,10 @@ an instance from the constructor.
 
 The caller names every field, as the constructor would require; there is
 no ``__post_init__`` to run (none of the records built this way has one).
-The instance's ``__dict__`` is materialised, which costs about 64 bytes
-more than the constructor's inline values: use it for records that live
-as long as one packet, not for what a cache holds.  Tests compare every
-use with the constructor.
+Each instance gets a dict of its own (a few hundred bytes), where the
+constructor keeps the values inline: use it for records that live as long
+as one packet, not for what a cache holds.  Tests compare each record type
+built this way with the constructor.
 """
 
 from __future__ import annotations

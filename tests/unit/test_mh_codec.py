@@ -566,7 +566,7 @@ def test_parse_of_the_golden_bytes_gives_the_message_and_addresses(case):
 
 @pytest.mark.parametrize("case", list(GOLDEN), ids=list(GOLDEN))
 def test_golden_checksum_matches_codec_mobility_checksum(case):
-    """The codec's (one integer per part, modulo 0xFFFF) checksum agrees with RFC 1071."""
+    """The codec's checksum (one integer, folded modulo 0xFFFF) agrees with RFC 1071."""
     _, kwargs, packet, _, _ = GOLDEN[case]()
     raw = packet[mh_offset(packet) :]
     source = kwargs.get("home_address", kwargs["source"])

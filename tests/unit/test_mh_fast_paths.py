@@ -1,7 +1,8 @@
 """The Mobility Header codec's fast paths agree with its general ones (fama_ryu/mh.py).
 
-* the checksum (each part read as one integer, modulo 0xFFFF) equals a
-  word-by-word RFC 1071 sum, for any data length and the all-zero edge;
+* the checksum (addresses and data read as one integer, folded modulo
+  0xFFFF) equals a word-by-word RFC 1071 sum, for any data length and the
+  all-zero edge;
 * a PHKT-authenticated Binding Update (the layout of every refresh) is
   decoded by the fast path into exactly what the general decoder gives;
   after any single-byte change, truncation or extension the fast path either
@@ -288,6 +289,29 @@ def test_built_bare_ack_packet_equals_the_general_composition(
     assert parsed.message == BindingAck(
         status, sequence, 0, options=MobilityOptions(authenticator=value)
     )
+
+
+def test_fast_ack_encoder_takes_only_bas_without_options() -> None:
+    address = bytes(16)
+    equal_options = MobilityOptions()  # equal to NO_OPTIONS, but another object
+    for message in (
+        BindingAck(0, 1, 1, options=equal_options),
+        BindingAck(0, 1, 1, options=MobilityOptions(permanent_home_keygen_token=b"x")),
+        BindingUpdate(1, 1),
+    ):
+        assert mh._encode_bare_ack(message, address, address, None) is None
+        encoded = mh.encode_mobility_header(
+            message, pseudo_source=address, pseudo_destination=address
+        )
+        general = mh._encode_any_mobility_header(
+            message,
+            pseudo_source=address,
+            pseudo_destination=address,
+            signer=None,
+            signature_len=0,
+            authenticator=None,
+        )
+        assert encoded == general
 
 
 @pytest.mark.parametrize(
