@@ -1237,17 +1237,14 @@ def build_packet(
     """Encode ``message`` and wrap it in an IPv6 packet (checksum included)."""
     pseudo_source = home_address if home_address is not None else source
     pseudo_destination = routing_address if routing_address is not None else destination
-    # encode_mobility_header's two paths, called here without its own call.
-    mh_bytes = _encode_bare_ack(message, pseudo_source, pseudo_destination, authenticator)
-    if mh_bytes is None:
-        mh_bytes = _encode_any_mobility_header(
-            message,
-            pseudo_source=pseudo_source,
-            pseudo_destination=pseudo_destination,
-            signer=signer,
-            signature_len=signature_len,
-            authenticator=authenticator,
-        )
+    mh_bytes = encode_mobility_header(
+        message,
+        pseudo_source=pseudo_source,
+        pseudo_destination=pseudo_destination,
+        signer=signer,
+        signature_len=signature_len,
+        authenticator=authenticator,
+    )
     return build_ipv6_packet(
         source,
         destination,
